@@ -1,0 +1,367 @@
+"""The ``reenact`` command.
+
+``reenact fit|validate|test --model NAME [--preset P]`` is Lightning's CLI (``-c/--config``,
+``--print_config``, ``--trainer.*``, ``--data.*``, ``--model.*``) with the model chosen by its short
+registry name and its preset ``conf/NAME/P.yaml`` applied as the default config. The other commands
+(``predict``, ``models``, ``data check``, ``data synth``) are plain argparse commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+LIGHTNING_COMMANDS = ("fit", "validate", "test")
+console = Console(stderr=False)
+error_console = Console(stderr=True)
+
+TOP_HELP = """\
+usage: reenact COMMAND [options]
+
+Face reenactment models under one trainer, one data pipeline and one metrics suite.
+
+commands:
+  fit        train a model:              reenact fit --model NAME [--preset tiny|paper] [--data.root ROOT]
+  validate   run the validation protocol: reenact validate --model NAME --ckpt_path C
+  test       evaluate (same-identity and cross-identity protocols, writes results.json/.md):
+                                          reenact test --model NAME [--ckpt_path C]
+  predict    animate a source image with a driving video, write a video:
+                                          reenact predict --model NAME --ckpt C --source IMG --driving VIDEO --out OUT.mp4
+  models     table of registered models, presets and parameter counts
+  data       dataset tools: `reenact data check ROOT`, `reenact data synth --out DIR`
+
+fit/validate/test accept Lightning CLI options: -c/--config FILE, --print_config, --trainer.*, --data.*,
+--model.* (see `reenact fit --model NAME --help`). Without --data.root the embedded synthetic dataset is
+built once into the cache and used.
+"""
+
+
+# ------------------------------------------------------------------------------------------- Lightning
+def _pop_option(args: list[str], name: str) -> str | None:
+    """Remove ``--name VALUE`` or ``--name=VALUE`` (exactly that name, not ``--name.sub``) from ``args``."""
+    for index, arg in enumerate(args):
+        if arg == name:
+            if index + 1 >= len(args) or args[index + 1].startswith("-"):
+                raise SystemExit(f"reenact: {name} needs a value")
+            value = args[index + 1]
+            del args[index:index + 2]
+            return value
+        if arg.startswith(name + "="):
+            del args[index]
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _checkpoint_info(path: str) -> tuple[str | None, dict[str, Any]]:
+    """(registry name, hyper-parameters) stored in a reenact checkpoint, read with ``weights_only=True``."""
+    import torch
+
+    checkpoint_path = Path(path)
+    if not checkpoint_path.is_file():
+        raise SystemExit(f"reenact: checkpoint {checkpoint_path} not found")
+    try:
+        checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise SystemExit(f"reenact: {checkpoint_path} is not a readable checkpoint ({error})") from error
+    info = checkpoint.get("reenact") or {}
+    hyper_parameters = {k: v for k, v in (checkpoint.get("hyper_parameters") or {}).items() if not k.startswith("_")}
+    return info.get("model"), hyper_parameters
+
+
+def _lightning_help(command: str) -> None:
+    from reenact.models import list_models
+
+    console.print(f"usage: reenact {command} --model NAME [--preset PRESET] [Lightning CLI options]\n")
+    console.print(f"registered models: {', '.join(list_models())}")
+    console.print(f"Options of one model: reenact {command} --model NAME --help")
+
+
+def run_lightning(command: str, args: list[str]) -> int:
+    """``fit``/``validate``/``test`` through :class:`lightning.pytorch.cli.LightningCLI`."""
+    args = list(args)
+    name = _pop_option(args, "--model")
+    preset = _pop_option(args, "--preset") or "tiny"
+    checkpoint = _pop_option(args, "--ckpt")
+    if checkpoint is not None:
+        args += ["--ckpt_path", checkpoint]
+    else:
+        checkpoint = _pop_option(list(args), "--ckpt_path")
+    hyper_parameters: dict[str, Any] = {}
+    if checkpoint is not None and command != "fit":
+        stored_name, hyper_parameters = _checkpoint_info(checkpoint)
+        if name is None:
+            name = stored_name
+        elif stored_name is not None and stored_name != name:
+            raise SystemExit(f"reenact: {checkpoint} holds a {stored_name!r} model, not {name!r}")
+    if name is None:
+        if any(a in ("-h", "--help") for a in args):
+            _lightning_help(command)
+            return 0
+        raise SystemExit(f"reenact {command}: --model NAME is required (see `reenact models`)")
+
+    from lightning.pytorch.cli import LightningCLI
+
+    from reenact.data import ReenactDataModule
+    from reenact.registry import get_entry, preset_path
+    from reenact.training import trainer_defaults
+
+    try:
+        entry = get_entry(name)
+        config_files = [str(preset_path(name, preset))]
+    except (KeyError, FileNotFoundError) as error:
+        raise SystemExit(f"reenact: {error.args[0]}") from None
+    model_class = entry.load_class()
+    if command == "fit" and not model_class.trainable:
+        raise SystemExit(f"reenact: {name} has nothing to train; evaluate it with `reenact test --model {name}`")
+    if hyper_parameters:
+        # Evaluate a checkpoint with the architecture it was trained with, not the preset's.
+        import yaml
+
+        stored = tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="reenact-ckpt-", delete=False)
+        yaml.safe_dump({"model": hyper_parameters}, stored)
+        stored.close()
+        config_files.append(stored.name)
+
+    class ReenactCLI(LightningCLI):
+        def add_arguments_to_parser(self, parser: Any) -> None:
+            parser.link_arguments("model.image_size", "data.image_size")
+
+    ReenactCLI(
+        model_class=model_class,
+        datamodule_class=ReenactDataModule,
+        subclass_mode_model=False,
+        trainer_defaults=trainer_defaults(name),
+        seed_everything_default=0,
+        parser_kwargs={command: {"default_config_files": config_files}},
+        save_config_kwargs={"overwrite": True},
+        args=[command, *args],
+    )
+    return 0
+
+
+# --------------------------------------------------------------------------------------------- predict
+def _predict_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reenact predict",
+        description="Animate a source image (or a video's first frame) with a driving video and write a video.",
+    )
+    parser.add_argument("--model", help="registry name; read from the checkpoint when omitted")
+    parser.add_argument("--preset", default="tiny", help="preset used when no checkpoint is given (default: tiny)")
+    parser.add_argument("--ckpt", help="reenact checkpoint (.ckpt); required for learned models")
+    parser.add_argument("--source", required=True, help="source image (PNG/JPG) or video (its first frame is used)")
+    parser.add_argument("--driving", required=True, help="driving video file or folder of frames")
+    parser.add_argument("--out", required=True, help="output video (.mp4/.mov/.avi/.gif)")
+    parser.add_argument("--relative", action="store_true", help="relative motion transfer (FOMM) instead of absolute")
+    parser.add_argument("--side-by-side", action="store_true", help="write source | driving | generated panels")
+    parser.add_argument("--max-frames", type=int, help="use at most this many driving frames")
+    parser.add_argument("--fps", type=float, help="output frame rate (default: the driving video's)")
+    parser.add_argument("--chunk", type=int, default=16, help="driving frames generated per step (default: 16)")
+    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    return parser
+
+
+def run_predict(args: list[str]) -> int:
+    options = _predict_parser().parse_args(args)
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from rich.progress import Progress
+
+    from reenact.data.video import (
+        IMAGE_SUFFIXES, VideoReadError, check_writable, read_image, read_video, video_fps, write_video,
+    )
+    from reenact.models import create_model, load_from_checkpoint
+
+    out = Path(options.out)
+    try:
+        check_writable(out, options.overwrite)
+    except FileExistsError as error:
+        raise SystemExit(f"reenact predict: {error}") from None
+    if out.suffix.lower() not in (".mp4", ".mov", ".avi", ".gif", ".mkv"):
+        raise SystemExit(f"reenact predict: {out}: unsupported output format {out.suffix!r} (use .mp4/.mov/.avi/.gif)")
+    for path in (options.source, options.driving):
+        if not Path(path).exists():
+            raise SystemExit(f"reenact predict: {path} not found")
+    if options.ckpt:
+        stored_name, _ = _checkpoint_info(options.ckpt)
+        if options.model and stored_name and stored_name != options.model:
+            raise SystemExit(f"reenact predict: {options.ckpt} holds a {stored_name!r} model, not {options.model!r}")
+        model = load_from_checkpoint(options.ckpt)
+    else:
+        if not options.model:
+            raise SystemExit("reenact predict: give --model NAME or --ckpt CHECKPOINT")
+        model = create_model(options.model, preset=options.preset)
+        if model.trainable:
+            raise SystemExit(f"reenact predict: {options.model} is a learned model; give its trained --ckpt")
+    model = model.to(options.device).eval()
+    size = model.image_size
+
+    try:
+        source_path = Path(options.source)
+        if source_path.suffix.lower() in IMAGE_SUFFIXES:
+            source_frame = read_image(source_path)
+        else:
+            source_frame = read_video(source_path, max_frames=1)[0]
+        driving_frames = read_video(options.driving, max_frames=options.max_frames)
+    except VideoReadError as error:
+        raise SystemExit(f"reenact predict: {error}") from None
+
+    def to_tensor(frames: np.ndarray) -> torch.Tensor:
+        tensor = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(255)
+        return F.interpolate(tensor, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+
+    source = to_tensor(source_frame[None]).clamp(0, 1)[None].to(options.device)
+    driving = to_tensor(driving_frames).clamp(0, 1)[None].to(options.device)
+    generated_chunks = []
+    started = time.perf_counter()
+    with Progress(console=console, transient=False) as progress, torch.no_grad():
+        task = progress.add_task(f"animating {driving.shape[1]} frames", total=driving.shape[1])
+        first = driving[:, :1]
+        for start in range(0, driving.shape[1], options.chunk):
+            chunk = driving[:, start:start + options.chunk]
+            if options.relative and start > 0:
+                output = model.animate(source, torch.cat([first, chunk], 1), relative=True)[:, 1:]
+            else:
+                output = model.animate(source, chunk, relative=options.relative)
+            generated_chunks.append(output.cpu())
+            progress.advance(task, chunk.shape[1])
+    seconds = time.perf_counter() - started
+    generated = torch.cat(generated_chunks, 1)[0]
+    if options.side_by_side:
+        panels = [source[0].cpu().expand(generated.shape[0], -1, -1, -1), driving[0].cpu(), generated]
+        generated = torch.cat(panels, dim=3)
+    frames = (generated.clamp(0, 1).permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+    fps = options.fps or video_fps(options.driving)
+    write_video(out, frames, fps=fps)
+    summary = {
+        "model": model.registry_name, "checkpoint": options.ckpt, "source": str(options.source),
+        "driving": str(options.driving), "output": str(out), "frames": int(frames.shape[0]),
+        "size": size, "fps": fps, "relative": options.relative, "seconds": round(seconds, 3),
+        "ms_per_frame": round(1000 * seconds / max(1, frames.shape[0]), 2),
+    }
+    json_path = out.with_suffix(out.suffix + ".json")
+    json_path.write_text(json.dumps(summary, indent=2) + "\n")
+    console.print(f"wrote {out} ({frames.shape[0]} frames, {fps:g} fps) and {json_path}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- models
+def run_models(args: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="reenact models", description="List registered models and presets.")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    options = parser.parse_args(args)
+
+    import torch
+    from rich.table import Table
+
+    from reenact.models import create_model, get_entry, list_models
+
+    rows = []
+    for name in list_models():
+        entry = get_entry(name)
+        counts = {}
+        for preset in entry.presets():
+            try:
+                # Counting on the meta device allocates nothing, even for the paper presets.
+                with torch.device("meta"):
+                    model = create_model(name, preset=preset)
+                counts[preset] = sum(p.numel() for p in model.parameters())
+            except Exception as error:  # a preset that needs absent weights still gets a row
+                counts[preset] = f"n/a ({type(error).__name__}: {error})"
+        rows.append({"name": name, "description": entry.description, "paper": entry.paper, "parameters": counts})
+    if options.json:
+        console.print_json(json.dumps(rows))
+        return 0
+    table = Table(title="reenact models")
+    for column in ("model", "presets: parameters", "description"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        presets = "\n".join(
+            f"{p}: {c / 1e6:.2f} M" if isinstance(c, int) else f"{p}: {c}" for p, c in row["parameters"].items()
+        )
+        table.add_row(row["name"], presets or "-", row["description"])
+    console.print(table)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ data
+def run_data(args: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="reenact data", description="Dataset tools.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    check = commands.add_parser("check", help="check a FOMM-layout dataset and name every problem")
+    check.add_argument("root", help="dataset root with train/ and test/ (optional val/)")
+    check.add_argument("--min-frames", type=int, default=2, help="shortest usable video (default: 2)")
+    check.add_argument("--require-annotations", action="store_true", help="treat missing annotations as errors")
+    check.add_argument("--json", dest="json_out", help="also write the report as JSON to this file")
+    synth = commands.add_parser("synth", help="write a synthetic talking-head dataset with ground truth")
+    synth.add_argument("--out", required=True, help="output root (FOMM layout + annotations/)")
+    synth.add_argument("--videos", type=int, default=40, help="number of videos (default: 40)")
+    synth.add_argument("--frames", type=int, default=32, help="frames per video (default: 32)")
+    synth.add_argument("--size", type=int, default=128, help="frame size in pixels (default: 128)")
+    synth.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    synth.add_argument("--format", choices=("mp4", "png"), default="mp4", help="videos or PNG folders")
+    synth.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    options = parser.parse_args(args)
+
+    if options.command == "check":
+        from reenact.data.checks import check_dataset
+
+        report = check_dataset(options.root, min_frames=options.min_frames,
+                               require_annotations=options.require_annotations)
+        console.print(report.render())
+        if options.json_out:
+            Path(options.json_out).write_text(json.dumps(report.to_json(), indent=2, default=str) + "\n")
+        if not report.ok:
+            error_console.print(f"[red]{options.root}: dataset cannot be used (errors above)[/red]")
+            return 1
+        console.print(f"[green]{options.root}: dataset OK[/green]")
+        return 0
+
+    from reenact.data.synthetic import generate_dataset
+
+    out = Path(options.out)
+    if out.exists() and any(out.iterdir()):
+        if not options.overwrite:
+            raise SystemExit(f"reenact data synth: {out} exists and is not empty; pass --overwrite to replace it")
+        import shutil
+
+        shutil.rmtree(out)
+    started = time.perf_counter()
+    generate_dataset(out, videos=options.videos, frames=options.frames, size=options.size, seed=options.seed,
+                     video_format=options.format, progress=True)
+    console.print(f"wrote {options.videos} videos to {out} in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+# -------------------------------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        console.print(TOP_HELP, highlight=False, markup=False)
+        return 0
+    if args[0] in ("-V", "--version"):
+        import reenact
+
+        console.print(f"reenact {reenact.__version__}")
+        return 0
+    command, rest = args[0], args[1:]
+    if command in LIGHTNING_COMMANDS:
+        return run_lightning(command, rest)
+    handlers = {"predict": run_predict, "models": run_models, "data": run_data}
+    if command not in handlers:
+        error_console.print(f"reenact: unknown command {command!r}\n")
+        console.print(TOP_HELP, highlight=False, markup=False)
+        return 2
+    return handlers[command](rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,209 @@
+"""``ReenactmentModule``: the contract every model implements, and the evaluation every model shares.
+
+A model implements ``animate`` (generation) and, if it learns, ``training_step`` and
+``configure_optimizers``. Validation and test are implemented once here: they run the evaluation
+protocols of :mod:`reenact.data.protocols` (same-identity reconstruction, cross-identity reenactment)
+through ``animate`` and the metrics of :mod:`reenact.metrics`, so every model is measured by the same
+code. Test runs write ``results.json`` and ``results.md`` into the run's log directory.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+from typing import Any, ClassVar
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+from torch import nn
+from torchmetrics import SumMetric
+
+import reenact
+from reenact.data.datasets import SamplingSpec
+from reenact.data.video import atomic_path
+from reenact.evaluation import results_table, write_results
+from reenact.metrics import CROSS_IDENTITY, DEFAULT_METRICS, SAME_IDENTITY, build_metrics
+
+PROTOCOLS = (SAME_IDENTITY, CROSS_IDENTITY)
+#: Keys of a protocol batch passed on to the metrics as context (face metrics read them).
+CONTEXT_KEYS = ("source", "source_landmarks", "driving_landmarks", "source_pose", "driving_pose",
+                "source_expression", "driving_expression")
+
+
+class ReenactmentModule(L.LightningModule):
+    """Base class of every reenact model.
+
+    Args:
+        image_size: side of the square frames the model works at, in pixels.
+        metrics: metric names evaluated in validation and test (see ``reenact.metrics.list_metrics``).
+        relative: evaluate with relative motion transfer (FOMM) instead of absolute.
+        eval_chunk: driving frames generated per ``animate`` call during evaluation; bounds memory on
+            long videos. Models with temporal state across frames set ``stateful_animation`` and get
+            the whole video at once.
+        num_sample_frames: frames shown in the PNG sample grid written at each validation.
+    """
+
+    #: Short registry name; stored in checkpoints so ``load_from_checkpoint`` can rebuild the model.
+    registry_name: ClassVar[str] = ""
+    #: How the shared DataModule samples training examples for this model.
+    train_sampling: ClassVar[SamplingSpec] = SamplingSpec(mode="pair", num_source=1, num_driving=1)
+    #: False for reference models with nothing to learn; ``reenact fit`` refuses them.
+    trainable: ClassVar[bool] = True
+    #: True when ``animate`` carries state from frame to frame and must see whole videos.
+    stateful_animation: ClassVar[bool] = False
+
+    def __init__(self, image_size: int = 64, metrics: list[str] | None = None, relative: bool = False,
+                 eval_chunk: int = 16, num_sample_frames: int = 4) -> None:
+        super().__init__()
+        self.image_size = image_size
+        self.metric_names = list(DEFAULT_METRICS if metrics is None else metrics)
+        self.relative = relative
+        self.eval_chunk = eval_chunk
+        self.num_sample_frames = num_sample_frames
+        self.eval_metrics = nn.ModuleDict()
+        self.eval_counts = nn.ModuleDict()
+
+    # ----------------------------------------------------------------------------------------- contract
+    def animate(self, source: torch.Tensor, driving: torch.Tensor, *, relative: bool = False) -> torch.Tensor:
+        """Generate the source identity moving like the driving frames.
+
+        Args:
+            source: ``[B, S, 3, H, W]`` in [0, 1], S >= 1 source frames.
+            driving: ``[B, T, 3, H, W]`` in [0, 1].
+            relative: transfer motion relative to the first driving frame (FOMM) instead of absolute.
+
+        Returns:
+            ``[B, T, 3, H, W]`` in [0, 1].
+        """
+        raise NotImplementedError
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["reenact"] = {"model": self.registry_name, "version": reenact.__version__}
+
+    # ------------------------------------------------------------------------------------ evaluation
+    def _reset_evaluation(self) -> None:
+        self.eval_metrics = nn.ModuleDict(
+            {p: nn.ModuleDict(build_metrics(self.metric_names, p)) for p in PROTOCOLS}
+        ).to(self.device)
+        self.eval_counts = nn.ModuleDict(
+            {p: nn.ModuleDict({"videos": SumMetric(), "frames": SumMetric()}) for p in PROTOCOLS}
+        ).to(self.device)
+
+    @torch.no_grad()
+    def generate_video(self, source: torch.Tensor, driving: torch.Tensor, relative: bool) -> torch.Tensor:
+        """``animate`` over a whole video, in chunks of ``eval_chunk`` frames unless the model is stateful.
+
+        In relative mode every chunk is animated with the video's first driving frame prepended, so all
+        chunks share one reference frame.
+        """
+        if self.stateful_animation or driving.shape[1] <= self.eval_chunk:
+            return self.animate(source, driving, relative=relative)
+        outputs = []
+        first = driving[:, :1]
+        for start in range(0, driving.shape[1], self.eval_chunk):
+            chunk = driving[:, start:start + self.eval_chunk]
+            if relative and start > 0:
+                outputs.append(self.animate(source, torch.cat([first, chunk], 1), relative=True)[:, 1:])
+            else:
+                outputs.append(self.animate(source, chunk, relative=relative))
+        return torch.cat(outputs, 1)
+
+    def _evaluation_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        protocol = batch["protocol"][0] if isinstance(batch["protocol"], (list, tuple)) else batch["protocol"]
+        generated = self.generate_video(batch["source"], batch["driving"], self.relative)
+        frames = generated.shape[0] * generated.shape[1]
+        flat_generated = generated.flatten(0, 1)
+        flat_driving = batch["driving"].flatten(0, 1)
+        context = {k: batch[k] for k in CONTEXT_KEYS if k in batch}
+        for metric in self.eval_metrics[protocol].values():
+            metric.update(flat_generated, flat_driving, **context)
+        self.eval_counts[protocol]["videos"].update(torch.tensor(float(generated.shape[0])))
+        self.eval_counts[protocol]["frames"].update(torch.tensor(float(frames)))
+        return generated
+
+    def _collect(self) -> dict[str, dict[str, Any]]:
+        sections = {}
+        for protocol in PROTOCOLS:
+            videos = int(self.eval_counts[protocol]["videos"].compute().item())
+            if videos == 0:
+                continue
+            sections[protocol] = {
+                "videos": videos,
+                "frames": int(self.eval_counts[protocol]["frames"].compute().item()),
+                "metrics": [m.result().to_dict() for m in self.eval_metrics[protocol].values()],
+            }
+        return sections
+
+    def on_validation_epoch_start(self) -> None:
+        self._reset_evaluation()
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        generated = self._evaluation_step(batch, batch_idx)
+        if batch_idx == 0 and dataloader_idx == 0 and not self.trainer.sanity_checking:
+            self._write_sample_grid(batch, generated)
+
+    def on_validation_epoch_end(self) -> None:
+        for protocol, section in self._collect().items():
+            for metric in section["metrics"]:
+                if metric["value"] is not None:
+                    # Values are already reduced over processes by torchmetrics.
+                    self.log(f"val/{protocol}/{metric['name']}", metric["value"], sync_dist=False,
+                             prog_bar=protocol == SAME_IDENTITY and metric["name"] == "l1")
+
+    def on_test_epoch_start(self) -> None:
+        self._reset_evaluation()
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._evaluation_step(batch, batch_idx)
+
+    def on_test_epoch_end(self) -> None:
+        sections = self._collect()
+        datamodule = getattr(self.trainer, "datamodule", None)
+        pairs = getattr(datamodule, "cross_identity_pairs_list", None)
+        if CROSS_IDENTITY in sections and pairs is not None:
+            sections[CROSS_IDENTITY]["pairs"] = [list(p) for p in pairs]
+        payload = {
+            "model": self.registry_name,
+            "checkpoint": str(self.trainer.ckpt_path) if self.trainer.ckpt_path else None,
+            "reenact_version": reenact.__version__,
+            "dataset": datamodule.describe() if hasattr(datamodule, "describe") else None,
+            "relative": self.relative,
+            "world_size": self.trainer.world_size,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "protocols": sections,
+        }
+        self.evaluation_results = payload
+        if self.trainer.is_global_zero:
+            directory = Path(self.trainer.log_dir or self.trainer.default_root_dir)
+            json_path, md_path = write_results(directory, payload)
+            from rich.console import Console
+
+            console = Console()
+            console.print(results_table(payload))
+            rank_zero_info(f"results written to {json_path} and {md_path}")
+        for section in sections.values():
+            for metric in section["metrics"]:
+                if metric["value"] is not None and section is sections.get(SAME_IDENTITY):
+                    self.log(f"test/{metric['name']}", metric["value"], sync_dist=False)
+
+    # --------------------------------------------------------------------------------------- samples
+    def _write_sample_grid(self, batch: dict[str, Any], generated: torch.Tensor) -> None:
+        """A PNG of rows source | driving | generated for the first frames of the first validation video."""
+        if not self.trainer.is_global_zero:
+            return
+        import torchvision
+
+        count = min(self.num_sample_frames, generated.shape[1])
+        source = batch["source"][0, :1].expand(count, -1, -1, -1)
+        images = torch.stack([source, batch["driving"][0, :count], generated[0, :count]], 1).flatten(0, 1)
+        grid = torchvision.utils.make_grid(images.float().clamp(0, 1).cpu(), nrow=3, padding=2)
+        directory = Path(self.trainer.log_dir or self.trainer.default_root_dir) / "samples"
+        target = directory / f"epoch{self.current_epoch:03d}_step{self.global_step:07d}.png"
+        directory.mkdir(parents=True, exist_ok=True)
+        with atomic_path(target) as temporary:
+            torchvision.utils.save_image(grid, temporary)
+        for logger in self.loggers:
+            experiment = getattr(logger, "experiment", None)
+            if hasattr(experiment, "add_image"):
+                experiment.add_image("samples/source_driving_generated", grid, self.global_step)

@@ -1,0 +1,95 @@
+"""Lightning wrapper of :class:`~reenact.models.keypoint_warp.model.KeypointWarpGenerator`.
+
+Training follows FOMM (Siarohin et al. 2019, Sec. 3.4) without Jacobians and without the GAN: L1
+reconstruction of the driving frame, an optional multi-scale VGG19 perceptual loss (real ImageNet
+weights only, see :mod:`reenact.weights`) and the keypoint equivariance loss under a random thin-plate
+spline transform, which keeps the unsupervised keypoints tied to image content.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from reenact.data.datasets import SamplingSpec
+from reenact.models.base import ReenactmentModule
+from reenact.models.keypoint_warp.model import KeypointWarpGenerator
+from reenact.nn.tps import RandomTPS
+
+
+class KeypointWarp(ReenactmentModule):
+    """The smallest learned reference model: unsupervised keypoints, dense motion, feature warping.
+
+    Args:
+        num_keypoints, block_expansion, max_features, num_down_blocks, num_bottleneck_blocks,
+        kp_block_expansion, kp_num_blocks, dense_motion_block_expansion, scale_factor, temperature:
+            generator sizes, passed to :class:`KeypointWarpGenerator`.
+        lr: Adam learning rate (FOMM: 2e-4, betas (0.5, 0.999)).
+        reconstruction_weight: weight of the L1 loss on the generated driving frame.
+        perceptual_weight: weight of the VGG19 perceptual loss; 0 disables it (no weights needed).
+        equivariance_weight: weight of the keypoint equivariance loss (FOMM: 10).
+        tps_sigma_affine, tps_sigma_tps, tps_points: random TPS of the equivariance loss (FOMM: 0.05, 0.005, 5).
+    """
+
+    registry_name = "keypoint-warp"
+    train_sampling = SamplingSpec(mode="pair", num_source=1, num_driving=1)
+
+    def __init__(self, image_size: int = 64, num_keypoints: int = 10, block_expansion: int = 16,
+                 max_features: int = 128, num_down_blocks: int = 2, num_bottleneck_blocks: int = 2,
+                 kp_block_expansion: int = 16, kp_num_blocks: int = 3, dense_motion_block_expansion: int = 16,
+                 scale_factor: float = 0.5, temperature: float = 0.1, lr: float = 2e-4,
+                 reconstruction_weight: float = 10.0, perceptual_weight: float = 0.0,
+                 equivariance_weight: float = 10.0, tps_sigma_affine: float = 0.05, tps_sigma_tps: float = 0.005,
+                 tps_points: int = 5, metrics: list[str] | None = None, relative: bool = False,
+                 eval_chunk: int = 16, num_sample_frames: int = 4) -> None:
+        super().__init__(image_size=image_size, metrics=metrics, relative=relative, eval_chunk=eval_chunk,
+                         num_sample_frames=num_sample_frames)
+        self.save_hyperparameters()
+        self.generator = KeypointWarpGenerator(
+            num_keypoints=num_keypoints, block_expansion=block_expansion, max_features=max_features,
+            num_down_blocks=num_down_blocks, num_bottleneck_blocks=num_bottleneck_blocks,
+            kp_block_expansion=kp_block_expansion, kp_num_blocks=kp_num_blocks,
+            dense_motion_block_expansion=dense_motion_block_expansion, scale_factor=scale_factor,
+            temperature=temperature,
+        )
+        self.perceptual = None
+        if perceptual_weight > 0:
+            from reenact.nn.losses import VGG19Perceptual
+
+            # Raises MissingWeightsError here, at construction, when the VGG19 weights are absent.
+            self.perceptual = VGG19Perceptual()
+
+    def animate(self, source: torch.Tensor, driving: torch.Tensor, *, relative: bool = False) -> torch.Tensor:
+        """``source`` [B, S, 3, H, W] (first frame used), ``driving`` [B, T, 3, H, W] -> [B, T, 3, H, W]."""
+        return self.generator.animate(source[:, 0], driving, relative=relative)
+
+    def losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """The weighted training losses of one pair batch; ``total`` is their sum."""
+        hp = self.hparams
+        source, driving = batch["source"][:, 0], batch["driving"][:, 0]
+        output = self.generator(source, driving)
+        losses = {"reconstruction": hp.reconstruction_weight * F.l1_loss(output["generated"], driving)}
+        if self.perceptual is not None:
+            losses["perceptual"] = hp.perceptual_weight * self.perceptual(output["generated"], driving)
+        if hp.equivariance_weight > 0:
+            transform = RandomTPS(driving.shape[0], sigma_affine=hp.tps_sigma_affine, sigma_tps=hp.tps_sigma_tps,
+                                  points_tps=hp.tps_points, device=driving.device, dtype=driving.dtype)
+            transformed = transform.transform_frame(driving)
+            keypoints_transformed = self.generator.keypoint_detector(transformed)["keypoints"]
+            # Keypoints found on the warped frame, mapped back, must land on those of the original frame.
+            mapped = transform.warp_coordinates(keypoints_transformed)
+            losses["equivariance"] = hp.equivariance_weight * (output["keypoints_driving"] - mapped).abs().mean()
+        losses["total"] = sum(losses.values())
+        return losses
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        losses = self.losses(batch)
+        batch_size = batch["source"].shape[0]
+        for name, value in losses.items():
+            self.log(f"train/{name}", value, prog_bar=name == "total", batch_size=batch_size)
+        return losses["total"]
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.generator.parameters(), lr=self.hparams.lr, betas=(0.5, 0.999))

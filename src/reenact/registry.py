@@ -1,0 +1,127 @@
+"""Model registry, in the manner of timm: short names -> LightningModule classes and their presets.
+
+A model registers its class under a short name (``pechead``, ``fsrt``, ``copy-source``...). Its presets
+are the YAML files in ``conf/<name>/`` (``tiny.yaml`` for CPU tests, ``paper.yaml`` matching the paper):
+each is a Lightning CLI config with ``model:``, ``data:`` and optionally ``trainer:`` sections, so the
+same file serves ``create_model`` in a notebook and ``reenact fit --model NAME --preset P`` on the
+command line.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+if TYPE_CHECKING:
+    from reenact.models.base import ReenactmentModule
+
+DEFAULT_PRESET = "tiny"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A registered model: ``target`` is ``"package.module:ClassName"``, imported only when needed."""
+
+    name: str
+    target: str
+    description: str
+    paper: str = ""
+
+    def load_class(self) -> type[ReenactmentModule]:
+        module_name, class_name = self.target.split(":")
+        return getattr(importlib.import_module(module_name), class_name)
+
+    def presets(self) -> list[str]:
+        folder = conf_dir() / self.name
+        return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(name: str, target: str, description: str, paper: str = "") -> None:
+    if name in _REGISTRY and _REGISTRY[name].target != target:
+        raise ValueError(f"model name {name!r} is already registered to {_REGISTRY[name].target}")
+    _REGISTRY[name] = ModelEntry(name, target, description, paper)
+
+
+def conf_dir() -> Path:
+    """The preset folder: packaged with a wheel install, or the repository's ``conf/`` in a checkout."""
+    packaged = Path(__file__).resolve().parent / "conf"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "conf"
+
+
+def _ensure_builtin() -> None:
+    import reenact.models  # noqa: F401  (registers the built-in models)
+
+
+def list_models() -> list[str]:
+    """Names of every registered model."""
+    _ensure_builtin()
+    return sorted(_REGISTRY)
+
+
+def get_entry(name: str) -> ModelEntry:
+    _ensure_builtin()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; registered models: {', '.join(sorted(_REGISTRY))}") from None
+
+
+def preset_path(name: str, preset: str = DEFAULT_PRESET) -> Path:
+    entry = get_entry(name)
+    path = conf_dir() / name / f"{preset}.yaml"
+    if not path.is_file():
+        available = ", ".join(entry.presets()) or "none"
+        raise FileNotFoundError(f"model {name!r} has no preset {preset!r} ({path} not found); presets: {available}")
+    return path
+
+
+def preset_config(name: str, preset: str = DEFAULT_PRESET) -> dict[str, Any]:
+    """The preset's full config (``model``, ``data``, ``trainer`` sections) as a dict."""
+    with open(preset_path(name, preset)) as handle:
+        return yaml.safe_load(handle) or {}
+
+
+def create_model(name: str, preset: str = DEFAULT_PRESET, **overrides: Any) -> ReenactmentModule:
+    """Build a model from its preset's ``model:`` section, with keyword overrides on top.
+
+    >>> model = create_model("copy-source", preset="tiny", image_size=128)
+    """
+    cls = get_entry(name).load_class()
+    arguments = dict(preset_config(name, preset).get("model") or {})
+    # A Lightning CLI config may nest the arguments under init_args.
+    arguments = dict(arguments.get("init_args", arguments))
+    arguments.update(overrides)
+    return cls(**arguments)
+
+
+def load_from_checkpoint(path: str | Path, map_location: str = "cpu", strict: bool = True) -> ReenactmentModule:
+    """Rebuild a model from a reenact checkpoint; the model's registry name travels inside it.
+
+    The file is read with ``weights_only=True``: a checkpoint is data, never code to run.
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} not found")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:
+        raise ValueError(f"{path}: not a readable reenact checkpoint ({error})") from error
+    info = checkpoint.get("reenact") if isinstance(checkpoint, dict) else None
+    if not info or "model" not in info:
+        raise ValueError(f"{path}: has no 'reenact' section naming its model; was it written by reenact?")
+    cls = get_entry(info["model"]).load_class()
+    hyper_parameters = {k: v for k, v in (checkpoint.get("hyper_parameters") or {}).items() if not k.startswith("_")}
+    model = cls(**hyper_parameters)
+    model.load_state_dict(checkpoint["state_dict"], strict=strict)
+    return model

@@ -1,0 +1,31 @@
+"""The Trainer configuration every model shares unless a preset or the command line overrides it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def trainer_defaults(model_name: str) -> dict[str, Any]:
+    """Lightning CLI ``trainer_defaults``: TensorBoard logs, checkpoints and results under
+    ``runs/<model>/version_N``, CSV logs under ``runs/<model>/csv/version_N``.
+
+    ``use_distributed_sampler`` is off because :class:`reenact.data.ReenactDataModule` shards data itself:
+    evaluation must not pad shards with repeated videos, or a 2-process evaluation would count some
+    videos twice and disagree with a 1-process one.
+    """
+    root = f"runs/{model_name}"
+    return {
+        "default_root_dir": root,
+        "use_distributed_sampler": False,
+        "logger": [
+            {"class_path": "lightning.pytorch.loggers.TensorBoardLogger", "init_args": {"save_dir": root, "name": ""}},
+            # The CSV logger keeps its own version folder under csv/: two loggers numbering one folder race.
+            {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": root, "name": "csv"}},
+        ],
+        "callbacks": [
+            {"class_path": "lightning.pytorch.callbacks.RichProgressBar"},
+            {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": {"save_last": True}},
+        ],
+        "plugins": [{"class_path": "reenact.training.AtomicCheckpointIO"}],
+        "log_every_n_steps": 10,
+    }
