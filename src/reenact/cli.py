@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -33,7 +34,7 @@ commands:
   test       evaluate (same-identity and cross-identity protocols, writes results.json/.md):
                                           reenact test --model NAME [--ckpt_path C]
   predict    animate a source image with a driving video, write a video:
-                                          reenact predict --model NAME --ckpt C --source IMG --driving VIDEO --out OUT.mp4
+             reenact predict --model NAME --ckpt C --source IMG --driving VIDEO --out OUT.mp4
   models     table of registered models, presets and parameter counts
   data       dataset tools: `reenact data check ROOT`, `reenact data synth --out DIR`
 
@@ -124,10 +125,10 @@ def run_lightning(command: str, args: list[str]) -> int:
         # Evaluate a checkpoint with the architecture it was trained with, not the preset's.
         import yaml
 
-        stored = tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="reenact-ckpt-", delete=False)
-        yaml.safe_dump({"model": hyper_parameters}, stored)
-        stored.close()
-        config_files.append(stored.name)
+        handle, stored = tempfile.mkstemp(suffix=".yaml", prefix="reenact-ckpt-")
+        with os.fdopen(handle, "w") as stream:
+            yaml.safe_dump({"model": hyper_parameters}, stream)
+        config_files.append(stored)
 
     class ReenactCLI(LightningCLI):
         def add_arguments_to_parser(self, parser: Any) -> None:
@@ -176,7 +177,13 @@ def run_predict(args: list[str]) -> int:
     from rich.progress import Progress
 
     from reenact.data.video import (
-        IMAGE_SUFFIXES, VideoReadError, check_writable, read_image, read_video, video_fps, write_video,
+        IMAGE_SUFFIXES,
+        VideoReadError,
+        check_writable,
+        read_image,
+        read_video,
+        video_fps,
+        write_video,
     )
     from reenact.models import create_model, load_from_checkpoint
 

@@ -123,10 +123,8 @@ def _decode(path: Path, max_frames: int | None) -> Iterator[np.ndarray]:
                 raise VideoReadError(f"{path}: contains no video stream")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            count = 0
-            for frame in container.decode(stream):
+            for count, frame in enumerate(container.decode(stream), start=1):
                 yield frame.to_ndarray(format="rgb24")
-                count += 1
                 if max_frames is not None and count >= max_frames:
                     break
     except VideoReadError:
@@ -194,8 +192,9 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float = 25.0, crf: in
 
 
 def _encode(path: Path, frames: np.ndarray, fps: float, crf: int, suffix: str) -> None:
-    import av
     from fractions import Fraction
+
+    import av
 
     height, width = frames.shape[1:3]
     container_format = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi", ".webm": "webm"}[suffix]
