@@ -270,6 +270,7 @@ def run_models(args: list[str]) -> int:
     from rich.table import Table
 
     from reenact.models import create_model, get_entry, list_models
+    from reenact.weights import MissingWeightsError
 
     rows = []
     for name in list_models():
@@ -281,7 +282,9 @@ def run_models(args: list[str]) -> int:
                 with torch.device("meta"):
                     model = create_model(name, preset=preset)
                 counts[preset] = sum(p.numel() for p in model.parameters())
-            except Exception as error:  # a preset that needs absent weights still gets a row
+            except MissingWeightsError as error:  # a preset that needs absent weights still gets a row
+                counts[preset] = f"n/a (needs pretrained weights {error.name!r}, not found)"
+            except Exception as error:
                 counts[preset] = f"n/a ({type(error).__name__}: {error})"
         rows.append({"name": name, "description": entry.description, "paper": entry.paper, "parameters": counts})
     if options.json:
