@@ -154,7 +154,8 @@ def test_ddp_fit_then_test_parity(synthetic_root: Path, tmp_path: Path) -> None:
     """2-process DDP fit of a learned model; its 2-process test metrics equal the 1-process ones."""
     common = ["--data.root", str(synthetic_root), "--trainer.accelerator", "cpu"]
     fit = _run(["fit", "--model", "keypoint-warp", *common, "--trainer.devices", "2", "--trainer.strategy", "ddp",
-                "--trainer.max_steps", "3", "--trainer.val_check_interval", "3", "--data.batch_size", "2",
+                "--trainer.max_steps", "3", "--trainer.val_check_interval", "3", "--trainer.log_every_n_steps", "1",
+                "--data.batch_size", "2",
                 "--data.repeats", "1", "--data.max_frames_per_video", "4"], cwd=tmp_path)
     assert fit.returncode == 0, fit.stdout[-3000:] + fit.stderr[-3000:]
     runs = tmp_path / "runs" / "keypoint-warp"

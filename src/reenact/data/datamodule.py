@@ -5,9 +5,10 @@
 * ``train_dataloader`` samples as the model asks (``train_sampling``) unless ``sampling`` overrides it.
 * ``val_dataloader``: same-identity reconstruction on ``val/`` (``test/`` when absent), a few videos.
 * ``test_dataloader``: two loaders, ``[same_identity, cross_identity]`` on ``test/`` (:attr:`test_protocols`).
-* Under DDP, evaluation videos are sharded without padding (:class:`UnpaddedDistributedSampler`), so metrics
+* Under DDP, test videos are sharded without padding (:class:`UnpaddedDistributedSampler`), so metrics
   summed over ranks equal single-process ones; training uses a shuffled ``DistributedSampler``. The Trainer
-  must run with ``use_distributed_sampler=False`` (the reenact trainer defaults do).
+  must run with ``use_distributed_sampler=False`` (the reenact trainer defaults do). Validation inside
+  ``fit`` pads shards with flagged repeats (:class:`EvenDistributedSampler`) so ranks stay in step.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from torch.utils.data import DataLoader, Dataset
 from reenact.data.checks import DatasetReport, check_dataset
 from reenact.data.datasets import (
     EpochDistributedSampler,
+    EvenDistributedSampler,
+    PaddingFlagDataset,
     SamplingSpec,
     SeededRandomSampler,
     TrainingDataset,
@@ -302,9 +305,17 @@ class ReenactDataModule(L.LightningDataModule):
             persistent_workers=self.num_workers > 0,
         )
 
-    def _eval_loader(self, dataset: Dataset, persistent: bool = False) -> DataLoader:
+    def _eval_loader(self, dataset: Dataset, persistent: bool = False, even: bool = False) -> DataLoader:
+        """One video per batch. Under DDP, test shards are unpadded (exact metric parity with one process);
+        ``even`` shards (validation inside ``fit``) are padded with flagged repeats so every rank runs the
+        same number of steps through the DDP wrapper."""
         shard = _distributed()
-        sampler = UnpaddedDistributedSampler(dataset, num_replicas=shard[0], rank=shard[1]) if shard else None
+        sampler: Any = None
+        if shard is not None and even:
+            dataset = PaddingFlagDataset(dataset)
+            sampler = EvenDistributedSampler(dataset, num_replicas=shard[0], rank=shard[1])
+        elif shard is not None:
+            sampler = UnpaddedDistributedSampler(dataset, num_replicas=shard[0], rank=shard[1])
         return DataLoader(
             dataset, batch_size=1, shuffle=False, sampler=sampler, num_workers=self.num_workers,
             collate_fn=collate_single, pin_memory=torch.cuda.is_available(),
@@ -313,7 +324,7 @@ class ReenactDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         """Same-identity reconstruction on a few validation videos, one video per batch."""
-        return self._eval_loader(self._require(self.val_dataset, "fit"), persistent=True)
+        return self._eval_loader(self._require(self.val_dataset, "fit"), persistent=True, even=True)
 
     def test_dataloader(self) -> list[DataLoader]:
         """``[same_identity, cross_identity]`` loaders on ``test/`` (order of :attr:`test_protocols`)."""

@@ -485,3 +485,43 @@ class _Length:
     def __len__(self) -> int:
         return self.size
 
+
+
+class EvenDistributedSampler(DistributedSampler):
+    """Validation sharding with equal step counts: rank ``r`` gets ``r, r+n, ...`` padded up to ``ceil(N/n)``.
+
+    During ``fit`` Lightning routes ``validation_step`` through the DDP wrapper, whose forward is a
+    collective (buffer broadcast): ranks with different numbers of validation steps would wait on each
+    other forever. Padding indices are ``>= N``; :class:`PaddingFlagDataset` turns them into repeated items
+    marked ``padding=True``, which the evaluation runs (keeping the collectives in step) but does not count.
+    """
+
+    def __init__(self, dataset: Sized | int, num_replicas: int | None = None, rank: int | None = None) -> None:
+        size = dataset if isinstance(dataset, int) else len(dataset)
+        super().__init__(_Length(size), num_replicas=num_replicas, rank=rank, shuffle=False, drop_last=False)
+        self.size = size
+
+    def __iter__(self) -> Iterator[int]:
+        indices = list(range(self.rank, self.size, self.num_replicas))
+        per_rank = -(-self.size // self.num_replicas)
+        indices += [self.size + k for k in range(per_rank - len(indices))]
+        return iter(indices)
+
+    def __len__(self) -> int:
+        return -(-self.size // self.num_replicas)
+
+
+class PaddingFlagDataset(Dataset):
+    """An evaluation dataset whose items carry ``padding``: False for real items, True for the repeats that
+    :class:`EvenDistributedSampler` asks for with indices ``>= len(dataset)``."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = dict(self.dataset[index % len(self)])
+        item["padding"] = index >= len(self)
+        return item

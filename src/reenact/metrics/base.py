@@ -56,15 +56,30 @@ class ReenactMetric(Metric):
         return None
 
     def result(self) -> MetricResult:
+        """The metric over every process's frames, or ``value=None`` with the reason it cannot be given.
+
+        Count and value are read from one synced state: every process calls this (it is a collective
+        under DDP), and every process gets the same answer even if its own shard was empty.
+        """
         reason = self.unavailable_reason()
-        count = int(self._count().item()) if reason is None else 0
-        if reason is None and count == 0:
-            reason = "no frames were evaluated"
-        value = None if reason is not None else float(self.compute())
+        if reason is not None:
+            return MetricResult(name=self.name, value=None, backend=self.backend(), count=0,
+                                higher_is_better=self.higher_is_better, reason=reason, details=self.details())
+        with self.sync_context(dist_sync_fn=self.dist_sync_fn, should_sync=self.sync_on_compute):
+            count = int(self._count().item())
+            value = float(self._value()) if count > 0 else None
         return MetricResult(
             name=self.name, value=value, backend=self.backend(), count=count,
-            higher_is_better=self.higher_is_better, reason=reason, details=self.details(),
+            higher_is_better=self.higher_is_better, reason=None if count > 0 else "no frames were evaluated",
+            details=self.details(),
         )
+
+    def _value(self) -> torch.Tensor:
+        """The metric from the current (already synced) state."""
+        raise NotImplementedError
+
+    def compute(self) -> torch.Tensor:
+        return self._value()
 
     def details(self) -> dict[str, Any]:
         return {}

@@ -41,7 +41,7 @@ class _FrameAverage(ReenactMetric):
         self.total += scores.double().sum()
         self.count += scores.numel()
 
-    def compute(self) -> torch.Tensor:
+    def _value(self) -> torch.Tensor:
         return self.total / self.count.clamp(min=1)
 
 

@@ -112,6 +112,8 @@ class ReenactmentModule(L.LightningModule):
     def _evaluation_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         protocol = batch["protocol"][0] if isinstance(batch["protocol"], (list, tuple)) else batch["protocol"]
         generated = self.generate_video(batch["source"], batch["driving"], self.relative)
+        if "padding" in batch and bool(batch["padding"][0]):
+            return generated  # a repeat that only keeps DDP ranks in step; not counted
         frames = generated.shape[0] * generated.shape[1]
         flat_generated = generated.flatten(0, 1)
         flat_driving = batch["driving"].flatten(0, 1)
@@ -174,8 +176,9 @@ class ReenactmentModule(L.LightningModule):
             "protocols": sections,
         }
         self.evaluation_results = payload
+        # Reading trainer.log_dir is a broadcast under DDP: every rank must read it, not only rank 0.
+        directory = self._output_dir()
         if self.trainer.is_global_zero:
-            directory = Path(self.trainer.log_dir or self.trainer.default_root_dir)
             json_path, md_path = write_results(directory, payload)
             from rich.console import Console
 
@@ -187,9 +190,14 @@ class ReenactmentModule(L.LightningModule):
                 if metric["value"] is not None and section is sections.get(SAME_IDENTITY):
                     self.log(f"test/{metric['name']}", metric["value"], sync_dist=False)
 
+    def _output_dir(self) -> Path:
+        """The run's folder (``runs/<model>/version_N``). A collective under DDP: call it on every rank."""
+        return Path(self.trainer.log_dir or self.trainer.default_root_dir)
+
     # --------------------------------------------------------------------------------------- samples
     def _write_sample_grid(self, batch: dict[str, Any], generated: torch.Tensor) -> None:
         """A PNG of rows source | driving | generated for the first frames of the first validation video."""
+        directory = self._output_dir() / "samples"
         if not self.trainer.is_global_zero:
             return
         import torchvision
@@ -198,7 +206,6 @@ class ReenactmentModule(L.LightningModule):
         source = batch["source"][0, :1].expand(count, -1, -1, -1)
         images = torch.stack([source, batch["driving"][0, :count], generated[0, :count]], 1).flatten(0, 1)
         grid = torchvision.utils.make_grid(images.float().clamp(0, 1).cpu(), nrow=3, padding=2)
-        directory = Path(self.trainer.log_dir or self.trainer.default_root_dir) / "samples"
         target = directory / f"epoch{self.current_epoch:03d}_step{self.global_step:07d}.png"
         directory.mkdir(parents=True, exist_ok=True)
         with atomic_path(target) as temporary:

@@ -13,19 +13,18 @@ def trainer_defaults(model_name: str) -> dict[str, Any]:
     evaluation must not pad shards with repeated videos, or a 2-process evaluation would count some
     videos twice and disagree with a 1-process one.
     """
+    from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    from reenact.training.checkpoint_io import AtomicCheckpointIO
+
     root = f"runs/{model_name}"
     return {
         "default_root_dir": root,
         "use_distributed_sampler": False,
-        "logger": [
-            {"class_path": "lightning.pytorch.loggers.TensorBoardLogger", "init_args": {"save_dir": root, "name": ""}},
-            # The CSV logger keeps its own version folder under csv/: two loggers numbering one folder race.
-            {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": root, "name": "csv"}},
-        ],
-        "callbacks": [
-            {"class_path": "lightning.pytorch.callbacks.RichProgressBar"},
-            {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": {"save_last": True}},
-        ],
-        "plugins": [{"class_path": "reenact.training.AtomicCheckpointIO"}],
+        # The CSV logger keeps its own version folder under csv/: two loggers numbering one folder race.
+        "logger": [TensorBoardLogger(save_dir=root, name=""), CSVLogger(save_dir=root, name="csv")],
+        "callbacks": [RichProgressBar(), ModelCheckpoint(save_last=True)],
+        "plugins": [AtomicCheckpointIO()],
         "log_every_n_steps": 10,
     }

@@ -1,0 +1,66 @@
+"""The shared evaluation: DDP-even validation shards, padding skipped by metrics, result files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+import reenact.models
+from reenact.data.datasets import EvenDistributedSampler, PaddingFlagDataset
+from reenact.evaluation import results_markdown, write_results
+
+
+def test_even_sampler_gives_every_rank_the_same_count_and_covers_all() -> None:
+    for size, world in ((5, 2), (7, 3), (2, 4), (6, 2)):
+        shards = [list(EvenDistributedSampler(size, num_replicas=world, rank=r)) for r in range(world)]
+        assert len({len(s) for s in shards}) == 1
+        assert all(len(s) == len(EvenDistributedSampler(size, num_replicas=world, rank=0)) for s in shards)
+        real = sorted(i for s in shards for i in s if i < size)
+        assert real == list(range(size))  # each real item exactly once
+
+
+def test_padding_flag_dataset_marks_repeats() -> None:
+    dataset = PaddingFlagDataset([{"x": 0}, {"x": 1}, {"x": 2}])
+    assert dataset[1] == {"x": 1, "padding": False}
+    assert dataset[4] == {"x": 1, "padding": True}
+
+
+def _batch(padding: bool) -> dict:
+    return {"source": torch.rand(1, 1, 3, 32, 32), "driving": torch.rand(1, 3, 3, 32, 32),
+            "protocol": ["same_identity"], "padding": torch.tensor([padding])}
+
+
+def test_padding_batches_are_generated_but_not_counted() -> None:
+    model = reenact.models.create_model("copy-source")
+    model._reset_evaluation()
+    model._evaluation_step(_batch(False), 0)
+    model._evaluation_step(_batch(True), 1)
+    sections = model._collect()
+    assert sections["same_identity"]["videos"] == 1 and sections["same_identity"]["frames"] == 3
+    assert {m["name"]: m["count"] for m in sections["same_identity"]["metrics"]} == {"l1": 3, "psnr": 3,
+                                                                                    "ms_ssim": 3}
+
+
+def test_results_files(tmp_path: Path) -> None:
+    payload = {
+        "model": "copy-source", "checkpoint": None, "reenact_version": "0", "dataset": {"root": "r", "image_size": 64},
+        "relative": False, "created": "now",
+        "protocols": {
+            "same_identity": {"videos": 2, "frames": 10, "metrics": [
+                {"name": "l1", "value": 0.1234567, "backend": "torch", "count": 10, "higher_is_better": False,
+                 "reason": None, "details": {}},
+                {"name": "fid", "value": None, "backend": "InceptionV3", "count": 0, "higher_is_better": False,
+                 "reason": "weights missing", "details": {}},
+            ]},
+            "cross_identity": {"videos": 1, "frames": 5, "metrics": [], "pairs": [["a#1", "b#1"]]},
+        },
+    }
+    json_path, md_path = write_results(tmp_path / "out", payload)
+    assert json.loads(json_path.read_text()) == payload
+    markdown = md_path.read_text()
+    assert "| l1 ↓ | 0.1235 | 10 | torch |" in markdown
+    assert "| fid ↓ | n/a | 0 | unavailable: weights missing |" in markdown
+    assert "no registered metric applies" in markdown and "Pairs (source, driving): 1" in markdown
+    assert results_markdown(payload) == markdown
