@@ -24,8 +24,8 @@ Conventions (everything below is what a PnP solver needs to invert :meth:`FaceMo
 * **Canonical 3D face coordinates.** x points to the image right (the subject's left), y points down,
   z points toward the camera (out of the face). The unit is half the face width: jaw points 0 and 16 of
   the mean shape are 2 units apart (an average adult face, 140 mm, so 1 unit is about 70 mm). The
-  origin is the centroid of the 68 mean-shape landmarks, which sits about at the nose-bridge middle in
-  x/y and about 3 cm behind the face surface; rotations turn the face about this point.
+  origin is the centroid of the 68 mean-shape landmarks, which sits on the midline at about the height of
+  the nose tip and about 3 cm behind it; rotations turn the face about this point.
 * **Rotation.** ``pose = (yaw, pitch, roll)`` in degrees and ``R = Rz(roll) @ Ry(yaw) @ Rx(pitch)``,
   acting on column vectors (``R @ X``); pitch is applied to the face first, roll last. With this
   axis frame:
@@ -114,22 +114,22 @@ MIRROR_68: tuple[int, ...] = tuple(_mirror_index(i) for i in range(NUM_LANDMARKS
 
 # The subject's right half and the midline of an average adult face in millimetres: x toward the image
 # right, y down from the eye-corner line, z toward the camera with the nose tip at 0. Proportions follow
-# anthropometric averages (face width at the ears 140 mm, eye fissure 26 mm, inner canthi 34 mm apart,
-# nose 50 mm from nasion to subnasale, mouth 52 mm wide, eye line to chin 116 mm); depths put the eye
-# corners 3-4 cm and the face outline near the ears 8-9 cm behind the nose tip. The other half is mirrored.
+# anthropometric averages (face width at the ears 140 mm, eye fissure 25 mm, inner canthi 34 mm apart,
+# nose 50 mm from nasion to subnasale, mouth 50 mm wide, eye line to chin 114 mm); depths put the eye
+# corners 3-4 cm and the face outline near the ears 7-8 cm behind the nose tip. The other half is mirrored.
 _HALF_FACE_MM: dict[int, tuple[float, float, float]] = {
     # jaw contour: ear level down to the chin
-    0: (-70.0, 2.0, -86.0),
-    1: (-69.0, 21.0, -84.0),
-    2: (-67.0, 40.0, -79.0),
-    3: (-63.0, 58.0, -71.0),
-    4: (-56.0, 75.0, -61.0),
-    5: (-46.0, 90.0, -49.0),
-    6: (-33.0, 103.0, -37.0),
-    7: (-17.0, 112.0, -28.0),
-    8: (0.0, 116.0, -24.0),
+    0: (-70.0, 5.0, -76.0),
+    1: (-69.0, 23.5, -75.0),
+    2: (-67.0, 41.5, -71.0),
+    3: (-63.0, 58.5, -65.0),
+    4: (-56.0, 75.0, -57.0),
+    5: (-46.0, 89.0, -47.0),
+    6: (-33.0, 101.5, -36.0),
+    7: (-17.0, 110.5, -28.0),
+    8: (0.0, 114.0, -24.0),
     # right brow, outer to inner; the arch peaks over the iris
-    17: (-57.0, -13.0, -48.0),
+    17: (-57.0, -13.0, -45.0),
     18: (-48.0, -21.0, -36.0),
     19: (-37.0, -24.0, -28.0),
     20: (-25.0, -22.0, -22.0),
@@ -138,20 +138,20 @@ _HALF_FACE_MM: dict[int, tuple[float, float, float]] = {
     27: (0.0, -2.0, -21.0),
     28: (0.0, 10.0, -14.0),
     29: (0.0, 22.0, -7.0),
-    30: (0.0, 35.0, 0.0),
+    30: (0.0, 33.0, 0.0),
     # nose base
-    31: (-13.0, 43.0, -17.0),
+    31: (-11.5, 43.0, -17.0),
     32: (-7.0, 46.0, -12.0),
     33: (0.0, 48.0, -10.0),
     # right eye: the outer corner sits slightly higher and further back than the inner one
-    36: (-43.0, 1.0, -42.0),
+    36: (-42.0, 1.0, -42.0),
     37: (-35.0, -5.0, -34.0),
     38: (-25.0, -5.5, -31.0),
     39: (-17.0, 2.0, -32.0),
     40: (-25.0, 5.0, -32.0),
     41: (-35.0, 5.0, -34.0),
     # outer lip
-    48: (-26.0, 67.0, -33.0),
+    48: (-25.0, 67.5, -33.0),
     49: (-16.0, 61.0, -20.0),
     50: (-6.0, 58.0, -13.0),
     51: (0.0, 59.0, -12.0),
@@ -159,7 +159,7 @@ _HALF_FACE_MM: dict[int, tuple[float, float, float]] = {
     58: (-8.0, 78.0, -16.0),
     57: (0.0, 79.0, -15.0),
     # inner lip, a closed mouth: the two inner contours nearly touch
-    60: (-22.0, 67.0, -30.0),
+    60: (-21.0, 67.5, -30.0),
     61: (-8.0, 65.5, -16.0),
     62: (0.0, 65.5, -15.0),
     67: (-8.0, 66.5, -17.0),
