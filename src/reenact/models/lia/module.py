@@ -1,0 +1,155 @@
+"""Lightning wrapper of :class:`~reenact.models.lia.model.LIAGenerator` (``reenact fit --model lia``).
+
+Training (Wang et al. 2022, Sec. 3.4, official ``train.py``/``trainer.py``): pairs of frames of one video,
+the generator reconstructs the driving frame from the source with the driving frame's motion (absolute
+mode); perceptual + L1 + non-saturating GAN against a StyleGAN2 discriminator, Adam with StyleGAN2's lazy-
+regularisation ratios (``lr * r/(r+1)``, ``betas = (0, 0.99 ** (r/(r+1)))``, ``r = 4`` for G and 16 for D;
+official ``lr = 0.002``).
+
+Optimisation is manual (two optimisers) and DDP-safe without ``find_unused_parameters``: one backward pass
+over ``L_G + L_D`` per batch, where every trainable parameter receives its gradient (the generator's only
+from ``L_G`` through a parameter-detached discriminator call, the discriminator's only from ``L_D``), then
+both optimisers step. Each batch therefore makes two optimiser steps and advances ``trainer.global_step`` by
+2 (Lightning counts the steps of every optimiser), so ``--trainer.max_steps N`` trains ``N / 2`` batches.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from reenact.data.datasets import SamplingSpec
+from reenact.models.base import ReenactmentModule
+from reenact.models.lia.losses import discriminator_losses, frozen_logits, generator_losses
+from reenact.models.lia.model import LIAGenerator, StyleGAN2Discriminator
+
+
+def to_signed(image: torch.Tensor) -> torch.Tensor:
+    """``[0, 1]`` -> ``[-1, 1]`` (LIA's image range)."""
+    return image * 2 - 1
+
+
+def to_unit(image: torch.Tensor) -> torch.Tensor:
+    """``[-1, 1]`` -> ``[0, 1]``, clamped."""
+    return ((image + 1) / 2).clamp(0, 1)
+
+
+class LIA(ReenactmentModule):
+    """Latent Image Animator.
+
+    Args:
+        image_size: frame side (power of two; official 256).
+        style_dim, motion_dim: latent size and number of motion directions (official 512, 20).
+        channel_base, channel_max: generator channels per resolution ``min(channel_max, channel_base // res)``
+            (official 16384, 512).
+        disc_channel_base, disc_channel_max: discriminator channels (``None``: as the generator).
+        lr: base Adam learning rate (official 0.002), scaled by the lazy-regularisation ratios.
+        g_reg_every, d_reg_every: StyleGAN2 lazy-regularisation intervals that set those ratios (4, 16); the
+            discriminator's is also the R1 interval.
+        perceptual_weight: weight of the VGG19 pyramid loss (official 1, with 10 per layer inside); 0 disables
+            it (no ImageNet weights needed). Needs the real VGG19 weights otherwise (``reenact.weights``).
+        l1_weight, gan_weight: weights of the L1 and adversarial generator terms (official 1, 1).
+        r1_weight: R1 ``gamma`` (official LIA: 0, i.e. none).
+        metrics, relative, eval_chunk, num_sample_frames: see :class:`ReenactmentModule`.
+    """
+
+    registry_name = "lia"
+    train_sampling = SamplingSpec(mode="pair", num_source=1, num_driving=1)
+
+    def __init__(self, image_size: int = 64, style_dim: int = 128, motion_dim: int = 20, channel_base: int = 1024,
+                 channel_max: int = 128, disc_channel_base: int | None = None, disc_channel_max: int | None = None,
+                 lr: float = 2e-3, g_reg_every: int = 4, d_reg_every: int = 16, perceptual_weight: float = 0.0,
+                 l1_weight: float = 1.0, gan_weight: float = 1.0, r1_weight: float = 0.0,
+                 metrics: list[str] | None = None, relative: bool = False, eval_chunk: int = 16,
+                 num_sample_frames: int = 4) -> None:
+        super().__init__(image_size=image_size, metrics=metrics, relative=relative, eval_chunk=eval_chunk,
+                         num_sample_frames=num_sample_frames)
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        self.generator = LIAGenerator(size=image_size, style_dim=style_dim, motion_dim=motion_dim,
+                                      channel_base=channel_base, channel_max=channel_max)
+        self.discriminator = StyleGAN2Discriminator(
+            size=image_size, channel_base=disc_channel_base or channel_base,
+            channel_max=disc_channel_max or channel_max,
+        )
+        self.perceptual = None
+        if perceptual_weight > 0:
+            from reenact.nn.losses import VGG19Perceptual
+
+            # Raises MissingWeightsError here, at construction, when the VGG19 weights are absent.
+            self.perceptual = VGG19Perceptual()
+
+    def generator_config(self) -> dict[str, int]:
+        """Keyword arguments that rebuild :attr:`generator` (used by LPMM to load this model as its backbone)."""
+        hp = self.hparams
+        return {"size": hp.image_size, "style_dim": hp.style_dim, "motion_dim": hp.motion_dim,
+                "channel_base": hp.channel_base, "channel_max": hp.channel_max}
+
+    # ------------------------------------------------------------------------------------------ animate
+    def animate(self, source: torch.Tensor, driving: torch.Tensor, *, relative: bool = False) -> torch.Tensor:
+        """``source [B, S, 3, H, W]`` (first frame used), ``driving [B, T, 3, H, W]`` in ``[0, 1]`` ->
+        ``[B, T, 3, H, W]``.
+
+        Absolute: ``z_t = w_a + D alpha_t``; relative: ``z_t = w_a + D alpha_t - D alpha_0 + D alpha_src``
+        (LIA's demo), with ``alpha_0`` the first driving frame's magnitudes. Gradient mode is the caller's.
+        """
+        if driving.dim() != 5:
+            raise ValueError(f"driving must be [B, T, 3, H, W], got {tuple(driving.shape)}")
+        generator = self.generator
+        batch, frames = driving.shape[:2]
+        w_a, feats = generator.encode(to_signed(source[:, 0]))
+        alphas = generator.motion(to_signed(driving.flatten(0, 1))).view(batch, frames, -1)
+        alpha_source = generator.enc.motion(w_a) if relative else None
+        outputs = []
+        for t in range(frames):
+            if relative:
+                image = generator.synthesize(w_a, feats, alphas[:, t], alphas[:, 0], alpha_source)
+            else:
+                image = generator.synthesize(w_a, feats, alphas[:, t])
+            outputs.append(to_unit(image))
+        return torch.stack(outputs, 1)
+
+    # ----------------------------------------------------------------------------------------- training
+    def losses(self, batch: dict[str, Any], r1: bool = False) -> dict[str, torch.Tensor]:
+        """Generator and discriminator terms of one pair batch (images converted to ``[-1, 1]``).
+
+        ``g_total`` and ``d_total`` are the two objectives; backpropagating their sum gives each network
+        exactly its own gradient (see :mod:`reenact.models.lia.losses`).
+        """
+        hp = self.hparams
+        source, driving = to_signed(batch["source"][:, 0]), to_signed(batch["driving"][:, 0])
+        generated = self.generator(source, driving)
+        fake_logits = frozen_logits(self.discriminator, generated)
+        losses = generator_losses(generated, driving, fake_logits, self.perceptual, hp.perceptual_weight,
+                                  hp.l1_weight, hp.gan_weight)
+        # The discriminator always trains (even with gan_weight = 0), so every parameter gets a gradient in
+        # every backward pass, which DDP without find_unused_parameters requires.
+        losses.update(discriminator_losses(self.discriminator, driving, generated, hp.r1_weight if r1 else 0.0,
+                                           hp.d_reg_every))
+        return losses
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        optimizer_g, optimizer_d = self.optimizers()
+        apply_r1 = self.hparams.r1_weight > 0 and batch_idx % self.hparams.d_reg_every == 0
+        losses = self.losses(batch, r1=apply_r1)
+        total = losses["g_total"] + losses["d_total"]
+        optimizer_g.zero_grad(set_to_none=True)
+        optimizer_d.zero_grad(set_to_none=True)
+        self.manual_backward(total)
+        optimizer_g.step()
+        optimizer_d.step()
+        batch_size = batch["source"].shape[0]
+        for name, value in losses.items():
+            self.log(f"train/{name}", value.detach(), prog_bar=name in ("g_total", "d_total"), batch_size=batch_size)
+        return total.detach()
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        hp = self.hparams
+        g_ratio = hp.g_reg_every / (hp.g_reg_every + 1)
+        d_ratio = hp.d_reg_every / (hp.d_reg_every + 1)
+        generator_params = [p for p in self.generator.parameters() if p.requires_grad]
+        optimizer_g = torch.optim.Adam(generator_params, lr=hp.lr * g_ratio, betas=(0.0, 0.99**g_ratio))
+        optimizer_d = torch.optim.Adam(self.discriminator.parameters(), lr=hp.lr * d_ratio,
+                                       betas=(0.0, 0.99**d_ratio))
+        return [optimizer_g, optimizer_d]

@@ -1,0 +1,144 @@
+"""LP-adaptor (LPMM, Lee et al. 2023, Sec. 3.3) and the backbone protocol it is defined against.
+
+The paper's backbone is a latent talking-head model with a pose encoder ``E: image -> v in R^w`` and a
+generator ``G`` that renders a fixed identity with pose ``v``. :class:`PoseLatentBackbone` is that protocol;
+:class:`LIABackbone` implements it for LIA, where the pose latent is the motion magnitude vector ``alpha``
+(``w = 20``, LIA's ``A_{r->d}``; LPMM Sec. 4.2) and ``G(identity, v)`` renders ``w_a + sum_i v_i d_i`` with the
+identity image's appearance code and skip features (absolute LIA). Another backbone plugs in by
+implementing the protocol and adding a builder to :data:`BACKBONES`.
+
+The adaptor ``D: R^k -> R^w`` is a three-layer MLP with ELU after every intermediate layer (following
+StyleRig's RigNet); its output ``d`` is a residual on the mean pose latent ``v_bar`` of the training set:
+``v_hat = v_bar + d``. Training (backbone and LP-regressor ``F`` frozen):
+
+    L_total    = lambda_rgb L_rgb + lambda_pose-reg L_pose-reg                       (Eq. 2)
+    L_rgb      = || G(D(p^(I))) - G(E(I)) ||_1,   p^(I) = F(I)                        (Eq. 3)
+    L_pose-reg = || D(F(G(v_bar))) ||_1                                              (Eq. 4)
+
+where ``D(.)`` in Eq. 3 is the full ``v_bar + d`` and in Eq. 4 the residual ``d`` (the paper: "residual value
+d ... should be zero" for the parameters of the average-pose image). Norms are means over elements.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from reenact.models.lia.model import LIAGenerator
+
+
+@runtime_checkable
+class PoseLatentBackbone(Protocol):
+    """A latent talking-head generator LPMM can drive. Images are ``[B, 3, H, W]`` in ``[0, 1]``.
+
+    Attributes:
+        pose_dim: ``w``, the size of the pose latent.
+        image_size: the side of the images it works at.
+    """
+
+    pose_dim: int
+    image_size: int
+
+    def encode_identity(self, image: Tensor) -> Any:
+        """An opaque identity representation of ``image`` (batch ``B``), reusable for many poses."""
+        ...
+
+    def encode_pose(self, image: Tensor) -> Tensor:
+        """The pose latent ``v = E(image)``, ``[B, w]``."""
+        ...
+
+    def generate(self, identity: Any, pose: Tensor) -> Tensor:
+        """``G``: render ``identity`` (batch 1 or ``B``) with ``pose [B, w]`` -> ``[B, 3, H, W]`` in ``[0, 1]``."""
+        ...
+
+
+class LIABackbone(nn.Module):
+    """:class:`PoseLatentBackbone` over a :class:`LIAGenerator`: ``v = alpha`` (the 20 motion magnitudes),
+    identity = ``(w_a, skip features)``, ``G(identity, v) = synthesis(w_a + D v)``. Frozen: no parameter
+    requires grad and :meth:`train` keeps it in eval mode.
+    """
+
+    def __init__(self, generator: LIAGenerator) -> None:
+        super().__init__()
+        self.generator = generator
+        self.generator.requires_grad_(False)
+        self.pose_dim = generator.motion_dim
+        self.image_size = generator.size
+        self.eval()
+
+    def train(self, mode: bool = True) -> LIABackbone:
+        return super().train(False)
+
+    def encode_identity(self, image: Tensor) -> tuple[Tensor, list[Tensor]]:
+        return self.generator.encode(image * 2 - 1)
+
+    def encode_pose(self, image: Tensor) -> Tensor:
+        return self.generator.motion(image * 2 - 1)
+
+    def generate(self, identity: tuple[Tensor, list[Tensor]], pose: Tensor) -> Tensor:
+        w_a, feats = identity
+        if w_a.shape[0] != pose.shape[0]:
+            w_a = w_a.expand(pose.shape[0], -1)
+        return ((self.generator.synthesize(w_a, feats, pose) + 1) / 2).clamp(0, 1)
+
+
+def build_lia_backbone(config: dict[str, Any]) -> LIABackbone:
+    """A frozen LIA backbone from generator keyword arguments (see ``LIA.generator_config``)."""
+    return LIABackbone(LIAGenerator(**config))
+
+
+#: Backbone builders by name: ``config dict -> PoseLatentBackbone`` module.
+BACKBONES: dict[str, Callable[[dict[str, Any]], nn.Module]] = {"lia": build_lia_backbone}
+
+
+class LPAdaptor(nn.Module):
+    """``D: p [B, k] -> v_hat = v_bar + d [B, w]``, ``d`` from Linear-ELU-Linear-ELU-Linear.
+
+    The last layer starts at zero, so an untrained adaptor outputs the mean pose ``v_bar`` (a neutral start
+    that also satisfies Eq. 4 from the first step).
+
+    Buffers: ``latent_mean [w]`` (``v_bar``) and ``latent_mean_ready`` (``[]`` bool).
+    """
+
+    def __init__(self, num_params: int, pose_dim: int, hidden: int = 256) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(
+            nn.Linear(num_params, hidden), nn.ELU(),
+            nn.Linear(hidden, hidden), nn.ELU(),
+            nn.Linear(hidden, pose_dim),
+        )
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+        self.register_buffer("latent_mean", torch.zeros(pose_dim))
+        self.register_buffer("latent_mean_ready", torch.tensor(False))
+
+    @torch.no_grad()
+    def set_latent_mean(self, latents: Tensor) -> None:
+        """``v_bar`` = the mean of pose latents ``[N, w]`` encoded from training frames."""
+        self.latent_mean.copy_(latents.mean(0).to(self.latent_mean))
+        self.latent_mean_ready.fill_(True)
+
+    def residual(self, params: Tensor) -> Tensor:
+        """``d [B, w]``."""
+        return self.mlp(params)
+
+    def forward(self, params: Tensor) -> Tensor:
+        """``v_hat = v_bar + d`` for ``params [B, k]``."""
+        return self.latent_mean.to(params.dtype) + self.residual(params)
+
+
+def rgb_loss(backbone: PoseLatentBackbone, identity: Any, predicted_pose: Tensor, target_pose: Tensor) -> Tensor:
+    """Eq. 3: ``mean |G(v_hat) - G(E(I))|`` with the same fixed identity; the target carries no gradient."""
+    with torch.no_grad():
+        target = backbone.generate(identity, target_pose)
+    return F.l1_loss(backbone.generate(identity, predicted_pose), target)
+
+
+def pose_regularisation(adaptor: LPAdaptor, base_params: Tensor) -> Tensor:
+    """Eq. 4: ``mean |d(F(G(v_bar)))|`` for the parameters ``base_params [B, k] = F(G(v_bar))`` of the
+    mean-pose image (computed with the frozen ``F`` and ``G``)."""
+    return adaptor.residual(base_params).abs().mean()

@@ -1,0 +1,233 @@
+"""Rig-like control of a trained LPMM (Lee et al. 2023, Sec. 4.4, Fig. 1 and 5-8).
+
+Because LPMM parameters combine linearly (Eq. 1) and the LP-adaptor maps them to the backbone's pose latent,
+a pose can be edited by vector arithmetic on ``p``:
+
+* **set / offset** single parameters (the paper's interactive sliders, Fig. 5);
+* **presets** ("blendshapes", e.g. ``p_surprise``): named parameter offsets saved to and loaded from JSON,
+  added on top of any pose (Fig. 1, 6);
+* **image-driven + parametric** (Fig. 6): the driving image gives ``p = F(I)`` (and/or ``v = E(I)``), the edit
+  is added on top;
+* **interpolation by scaling** (Fig. 7): ``G(D(s * p))`` for ``s`` from 0 to 1;
+* **base pose** ``p = 0`` (Fig. 8): the neutral, frontal face ``G(D(0))``.
+
+Units: control values are in **standard deviations** of each parameter over the training set
+(``p_i = value * sigma_i``), so a slider range of about +-3 covers the data whatever the component's
+variance; parameter indices are 0-based (index 0 is the paper's ``p_1``, the largest-variance component).
+
+Preset files are JSON::
+
+    {"format": "reenact-lpmm-presets", "version": 1, "unit": "std",
+     "presets": {"surprise": {"params": {"3": 1.5, "7": -0.8}, "basis": "<fingerprint>", "num_params": 40}}}
+
+``basis`` is :meth:`LandmarkPCA.fingerprint`: applying a preset made with another basis raises, because its
+parameter indices would mean other motions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from reenact.data.video import atomic_path
+
+if TYPE_CHECKING:
+    from reenact.models.lpmm.module import LPMM
+
+PRESET_FORMAT = "reenact-lpmm-presets"
+PRESET_VERSION = 1
+#: Default preset library: ``$REENACT_LPMM_PRESETS`` or ``~/.config/reenact/lpmm_presets.json``.
+DEFAULT_PRESET_FILE = Path(os.environ.get("REENACT_LPMM_PRESETS",
+                                          Path.home() / ".config" / "reenact" / "lpmm_presets.json"))
+
+
+# ------------------------------------------------------------------------------------- parameter algebra
+def _check_indices(values: Mapping[int, float], num_params: int) -> None:
+    for index in values:
+        if not 0 <= int(index) < num_params:
+            raise IndexError(f"LPMM parameter index {index} out of range 0..{num_params - 1}")
+
+
+def set_params(params: Tensor, values: Mapping[int, float], std: Tensor) -> Tensor:
+    """A copy of ``params [B, k]`` with ``p_i = values[i] * sigma_i`` (values in standard deviations)."""
+    _check_indices(values, params.shape[-1])
+    out = params.clone()
+    for index, value in values.items():
+        out[..., int(index)] = float(value) * std[int(index)].to(out.dtype)
+    return out
+
+
+def offset_params(params: Tensor, values: Mapping[int, float], std: Tensor, scale: float = 1.0) -> Tensor:
+    """A copy of ``params [B, k]`` with ``p_i += scale * values[i] * sigma_i``."""
+    _check_indices(values, params.shape[-1])
+    out = params.clone()
+    for index, value in values.items():
+        out[..., int(index)] += scale * float(value) * std[int(index)].to(out.dtype)
+    return out
+
+
+def scale_params(params: Tensor, factor: float | Tensor) -> Tensor:
+    """Interpolation between the base pose ``p = 0`` and ``params`` (Fig. 7): ``factor * p``."""
+    return params * factor
+
+
+def zero_params(model: LPMM, batch: int = 1) -> Tensor:
+    """The base pose ``p = 0`` (Fig. 8), ``[batch, k]``."""
+    return torch.zeros(batch, model.pca.num_components, device=model.pca.mean.device)
+
+
+# ---------------------------------------------------------------------------------------------- presets
+class PresetLibrary:
+    """Named parameter presets in a JSON file (values in standard deviations, 0-based indices)."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path is not None else DEFAULT_PRESET_FILE
+        self.presets: dict[str, dict[str, Any]] = {}
+        if self.path.is_file():
+            self._read()
+
+    def _read(self) -> None:
+        try:
+            payload = json.loads(self.path.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise ValueError(f"{self.path}: not a readable preset file ({error})") from error
+        if payload.get("format") != PRESET_FORMAT:
+            raise ValueError(f"{self.path}: not an LPMM preset file (format {payload.get('format')!r})")
+        self.presets = dict(payload.get("presets") or {})
+
+    def names(self) -> list[str]:
+        return sorted(self.presets)
+
+    def get(self, name: str) -> dict[int, float]:
+        """The offsets of preset ``name`` as ``{index: value}``."""
+        if name not in self.presets:
+            raise KeyError(f"no LPMM preset {name!r} in {self.path}; presets: {', '.join(self.names()) or 'none'}")
+        return {int(k): float(v) for k, v in self.presets[name]["params"].items()}
+
+    def check(self, name: str, model: LPMM) -> None:
+        """Refuse a preset made for another basis (its indices would mean other motions)."""
+        entry = self.presets[name]
+        if entry.get("basis") not in (None, model.pca.fingerprint()):
+            raise ValueError(f"preset {name!r} was made for LPMM basis {entry['basis']}, this model's is "
+                             f"{model.pca.fingerprint()}")
+
+    def add(self, name: str, values: Mapping[int, float], model: LPMM | None = None) -> None:
+        """Add or replace ``name`` (in memory; :meth:`save` writes the file)."""
+        if model is not None:
+            _check_indices(values, model.pca.num_components)
+        self.presets[name] = {
+            "params": {str(int(k)): float(v) for k, v in sorted(values.items())},
+            "basis": None if model is None else model.pca.fingerprint(),
+            "num_params": None if model is None else model.pca.num_components,
+        }
+
+    def remove(self, name: str) -> None:
+        self.presets.pop(name)
+
+    def save(self) -> Path:
+        """Write the library atomically (a crash never leaves half a file)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"format": PRESET_FORMAT, "version": PRESET_VERSION, "unit": "std", "presets": self.presets}
+        with atomic_path(self.path) as temporary:
+            Path(temporary).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+        return self.path
+
+    def apply(self, name: str, params: Tensor, model: LPMM, scale: float = 1.0) -> Tensor:
+        """``params`` + ``scale`` times preset ``name`` (checked against ``model``'s basis)."""
+        values = self.get(name)
+        self.check(name, model)
+        return offset_params(params, values, model.pca.std, scale)
+
+
+def save_preset(path: str | Path, name: str, values: Mapping[int, float], model: LPMM | None = None) -> Path:
+    """Add preset ``name`` to the library file ``path`` (created if needed) and write it."""
+    library = PresetLibrary(path)
+    library.add(name, values, model)
+    return library.save()
+
+
+def load_preset(path: str | Path, name: str) -> dict[int, float]:
+    """The offsets of preset ``name`` in the library file ``path``."""
+    return PresetLibrary(path).get(name)
+
+
+# ---------------------------------------------------------------------------------------------- editing
+def edited_latent(model: LPMM, params: Tensor, edited: Tensor, image_latent: Tensor | None = None) -> Tensor:
+    """The pose latent of an edit.
+
+    Without ``image_latent``: ``D(edited)``. With the backbone's own image latent ``v = E(I)`` (Sec. 4.4,
+    "mixed with the pose encoder output"): ``v + D(edited) - D(params)``, i.e. the edit moves the image-driven
+    latent by the adaptor's change, keeping whatever ``v`` captures beyond the LPMM parameters.
+    """
+    latent = model.latent_from_params(edited)
+    if image_latent is None:
+        return latent
+    return image_latent + latent - model.latent_from_params(params)
+
+
+@torch.no_grad()
+def edit(model: LPMM, source: Tensor, params: dict[int, float] | None = None, preset: str | None = None, *,
+         driving: Tensor | None = None, set_values: dict[int, float] | None = None, base: str = "image",
+         scale: float = 1.0, use_image_latent: bool = False, presets_path: str | Path | None = None) -> Tensor:
+    """Edit a portrait's pose with LPMM parameters (Sec. 4.4).
+
+    Args:
+        model: a trained :class:`~reenact.models.lpmm.module.LPMM`.
+        source: the identity image, ``[3, H, W]`` or ``[B, 3, H, W]`` in ``[0, 1]``.
+        params: offsets ``{index: value}`` in standard deviations, added to the pose (``--param 3=+1.5``).
+        preset: a preset name in the library (``presets_path``, default :data:`DEFAULT_PRESET_FILE`), or the
+            path of a ``.json`` library holding exactly one preset; added on top.
+        driving: the pose image (default: ``source`` itself); ``[3, H, W]`` or ``[B, 3, H, W]``.
+        set_values: ``{index: value}`` set absolutely (in standard deviations) before the offsets.
+        base: ``"image"`` starts from ``p = F(driving)``; ``"zero"`` from the base pose ``p = 0`` (Fig. 8).
+        scale: multiplies the whole result ``p`` (interpolation towards the base pose, Fig. 7).
+        use_image_latent: mix with the backbone's own latent ``E(driving)`` (see :func:`edited_latent`).
+        presets_path: preset library file.
+
+    Returns:
+        ``[B, 3, H, W]`` in ``[0, 1]``.
+    """
+    if base not in ("image", "zero"):
+        raise ValueError(f"base must be 'image' or 'zero', got {base!r}")
+    source = source[None] if source.dim() == 3 else source
+    driving = source if driving is None else (driving[None] if driving.dim() == 3 else driving)
+    was_training = model.training
+    model.eval()
+    try:
+        image_params = model.params_from_image(driving)
+        current = image_params if base == "image" else torch.zeros_like(image_params)
+        std = model.pca.std
+        if set_values:
+            current = set_params(current, set_values, std)
+        if preset is not None:
+            preset_file = Path(preset)
+            if preset_file.suffix == ".json" and preset_file.is_file():
+                library = PresetLibrary(preset_file)
+                if len(library.names()) != 1:
+                    raise ValueError(f"{preset_file} holds {len(library.names())} presets; name one of "
+                                     f"{library.names()} with presets_path={preset_file}")
+                current = library.apply(library.names()[0], current, model)
+            else:
+                current = PresetLibrary(presets_path).apply(preset, current, model)
+        if params:
+            current = offset_params(current, params, std)
+        current = scale_params(current, scale)
+        image_latent = model.backbone.encode_pose(driving) if use_image_latent else None
+        latent = edited_latent(model, image_params, current, image_latent)
+        return model.render(source, latent)
+    finally:
+        model.train(was_training)
+
+
+@torch.no_grad()
+def sweep(model: LPMM, source: Tensor, index: int, values: Tensor | list[float], *, base: str = "zero") -> Tensor:
+    """Frames of one parameter swept over ``values`` (standard deviations) from the base pose (``base="zero"``,
+    Fig. 3) or from the source's own pose (``"image"``): ``[N, 3, H, W]``, ready for a video writer."""
+    frames = [edit(model, source, set_values={index: float(v)}, base=base)[0] for v in values]
+    return torch.stack(frames, 0)
