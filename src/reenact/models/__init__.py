@@ -2,7 +2,7 @@
 
 >>> import reenact.models
 >>> reenact.models.list_models()
-['copy-source', 'keypoint-warp']
+['copy-source', 'fsrt', 'keypoint-warp', 'lia', 'lpmm']
 >>> model = reenact.models.create_model("copy-source", preset="tiny")
 """
 
@@ -23,6 +23,17 @@ register_model(
     "keypoint-warp", "reenact.models.keypoint_warp.module:KeypointWarp",
     "Small FOMM-style learned reference: unsupervised keypoints, dense motion, occlusion-aware warping.",
     paper="Siarohin et al., First Order Motion Model, NeurIPS 2019 (without Jacobians)",
+)
+register_model(
+    "lia", "reenact.models.lia.module:LIA",
+    "Latent Image Animator: StyleGAN2 encoder/synthesis, orthonormal motion directions, flow-warped skip features.",
+    paper="Wang et al., Latent Image Animator: Learning to Animate Images via Latent Space Navigation, ICLR 2022",
+)
+register_model(
+    "lpmm", "reenact.models.lpmm.module:LPMM",
+    "Landmark-parameter morphable model: PCA landmark rig, LP-regressor and LP-adaptor driving a frozen LIA.",
+    paper="Lee et al., LPMM: Intuitive Pose Control for Neural Talking-Head Model via Landmark-Parameter "
+          "Morphable Model, arXiv 2305.10456, 2023",
 )
 
 __all__ = ["create_model", "get_entry", "list_models", "load_from_checkpoint", "preset_config", "register_model"]
