@@ -32,7 +32,7 @@ from reenact.models.lia.official import (
 )
 from reenact.nn.losses import VGG19Perceptual
 
-LAYOUTS = Path(__file__).resolve().parents[2] / "shared" / "reference" / "official_state_dict_layouts.json"
+LAYOUTS = Path(__file__).resolve().parent / "data" / "official_state_dict_layouts.json"
 # Small sizes for CPU tests (the tiny preset is 1.5 M parameters; this is ~0.2 M).
 SMALL = {"image_size": 32, "style_dim": 64, "motion_dim": 8, "channel_base": 256, "channel_max": 64}
 

@@ -55,7 +55,7 @@ from reenact.nn import (
     warp,
 )
 
-LAYOUTS = Path("/work/shared/reference/official_state_dict_layouts.json")
+LAYOUTS = Path(__file__).resolve().parent / "data" / "official_state_dict_layouts.json"
 
 
 @pytest.fixture(autouse=True)
