@@ -70,6 +70,7 @@ def results_markdown(payload: dict[str, Any]) -> str:
         for metric in section["metrics"]:
             arrow = "↑" if metric["higher_is_better"] else "↓"
             note = metric["backend"] if metric["reason"] is None else f"unavailable: {metric['reason']}"
+            note = note.replace("|", "\\|")  # a literal pipe would split the Markdown table cell
             lines.append(f"| {metric['name']} {arrow} | {_format(metric['value'])} | {metric['count']} | {note} |")
         if not section["metrics"]:
             lines.append("| - | n/a | - | no registered metric applies to this protocol |")

@@ -185,10 +185,11 @@ class ReenactmentModule(L.LightningModule):
             console = Console()
             console.print(results_table(payload))
             rank_zero_info(f"results written to {json_path} and {md_path}")
-        for section in sections.values():
-            for metric in section["metrics"]:
-                if metric["value"] is not None and section is sections.get(SAME_IDENTITY):
-                    self.log(f"test/{metric['name']}", metric["value"], sync_dist=False)
+            # Straight to the loggers: self.log here would file every value under each test dataloader.
+            values = {f"test/{protocol}/{metric['name']}": metric["value"] for protocol, section in sections.items()
+                      for metric in section["metrics"] if metric["value"] is not None}
+            for logger in self.loggers:
+                logger.log_metrics(values, step=self.global_step)
 
     def _output_dir(self) -> Path:
         """The run's folder (``runs/<model>/version_N``). A collective under DDP: call it on every rank."""
