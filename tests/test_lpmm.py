@@ -351,6 +351,27 @@ def test_staged_fit_and_checkpoint_round_trip(tmp_path: Path) -> None:
         torch.testing.assert_close(loaded.animate(source, driving), model.animate(source, driving))
     assert loaded.pca.fingerprint() == model.pca.fingerprint()
 
+    # `reenact edit` on that checkpoint: an offset edit to PNG and a parameter sweep to MP4.
+    from PIL import Image
+
+    image = tmp_path / "face.png"
+    Image.fromarray(dot_faces(1, seed=3)[0][0]).save(image)
+    edited = tmp_path / "edited.png"
+    assert main(["edit", "--ckpt", str(path), "--source", str(image), "--param", "0=+1.5", "--set", "1=-1",
+                 "--out", str(edited)]) == 0
+    assert np.asarray(Image.open(edited)).shape == (SIZE, SIZE, 3)
+    assert json.loads(edited.with_suffix(".png.json").read_text())["offsets"] == {"0": 1.5}
+    with pytest.raises(SystemExit, match="already exists"):
+        main(["edit", "--ckpt", str(path), "--source", str(image), "--out", str(edited)])
+    with pytest.raises(SystemExit, match="INDEX=VALUE"):
+        main(["edit", "--ckpt", str(path), "--source", str(image), "--param", "3", "--out", str(tmp_path / "x.png")])
+    swept = tmp_path / "sweep.mp4"
+    assert main(["edit", "--ckpt", str(path), "--source", str(image), "--sweep", "0", "--sweep-from", "-2",
+                 "--sweep-to", "2", "--steps", "5", "--out", str(swept)]) == 0
+    from reenact.data.video import read_video
+
+    assert read_video(swept).shape == (5, SIZE, SIZE, 3)
+
 
 def test_backbone_checkpoint_formats(tmp_path: Path) -> None:
     from reenact.models.lia.official import OFFICIAL_CONFIG

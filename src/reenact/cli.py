@@ -35,6 +35,8 @@ commands:
                                           reenact test --model NAME [--ckpt_path C]
   predict    animate a source image with a driving video, write a video:
              reenact predict --model NAME --ckpt C --source IMG --driving VIDEO --out OUT.mp4
+  edit       edit a portrait's pose with LPMM parameters or presets, or sweep one to a video:
+             reenact edit --ckpt C --source IMG --param 3=+1.5 --preset surprise --out OUT.png
   models     table of registered models, presets and parameter counts
   data       dataset tools: `reenact data check ROOT`, `reenact data synth --out DIR`
 
@@ -260,6 +262,120 @@ def run_predict(args: list[str]) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------------ edit
+def _parse_assignments(values: list[str], flag: str) -> dict[int, float]:
+    """``["3=+1.5", "0=-2"]`` -> ``{3: 1.5, 0: -2.0}``; a malformed item is a clear error."""
+    parsed = {}
+    for item in values:
+        index, sep, value = item.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            parsed[int(index)] = float(value)
+        except ValueError:
+            raise SystemExit(f"reenact edit: {flag} {item!r}: expected INDEX=VALUE, e.g. 3=+1.5") from None
+    return parsed
+
+
+def run_edit(args: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="reenact edit",
+        description="Edit a portrait's head pose with a model's control parameters (LPMM, Sec. 4.4): offsets, "
+                    "absolute values, named presets, scaling towards the base pose, or a sweep written as a video.",
+    )
+    parser.add_argument("--model", help="registry name (read from the checkpoint when omitted)")
+    parser.add_argument("--ckpt", required=True, help="trained checkpoint of a model that supports editing (lpmm)")
+    parser.add_argument("--source", required=True, help="identity image (PNG/JPG) or a video (first frame)")
+    parser.add_argument("--driving", help="pose image the edit starts from (default: the source)")
+    parser.add_argument("--param", action="append", default=[], metavar="I=V",
+                        help="add V standard deviations to parameter I (0-based); repeatable")
+    parser.add_argument("--set", action="append", default=[], metavar="I=V",
+                        help="set parameter I to V standard deviations; repeatable")
+    parser.add_argument("--preset", help="named preset (e.g. surprise) added on top, or a one-preset JSON file")
+    parser.add_argument("--presets", help="preset library JSON (default: the model's library)")
+    parser.add_argument("--base", choices=("image", "zero"), default="image",
+                        help="start from the driving image's parameters or the base pose p = 0")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply the final parameters (interpolation)")
+    parser.add_argument("--sweep", type=int, metavar="I", help="sweep parameter I and write a video")
+    parser.add_argument("--sweep-from", type=float, default=-3.0, help="sweep start, standard deviations (default -3)")
+    parser.add_argument("--sweep-to", type=float, default=3.0, help="sweep end, standard deviations (default 3)")
+    parser.add_argument("--steps", type=int, default=31, help="sweep frames (default 31)")
+    parser.add_argument("--fps", type=float, default=15.0, help="sweep video frame rate (default 15)")
+    parser.add_argument("--out", required=True, help="output .png (edit) or .mp4/.gif (sweep)")
+    parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    options = parser.parse_args(args)
+
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from reenact.data.video import (
+        IMAGE_SUFFIXES,
+        VideoReadError,
+        atomic_path,
+        check_writable,
+        read_image,
+        read_video,
+        write_video,
+    )
+    from reenact.models import load_from_checkpoint
+
+    out = Path(options.out)
+    try:
+        check_writable(out, options.overwrite)
+    except FileExistsError as error:
+        raise SystemExit(f"reenact edit: {error}") from None
+    video_out = out.suffix.lower() in (".mp4", ".mov", ".avi", ".gif", ".mkv")
+    if options.sweep is not None and not video_out:
+        raise SystemExit(f"reenact edit: --sweep writes a video; {out} should end in .mp4/.gif")
+    if options.sweep is None and out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise SystemExit(f"reenact edit: {out}: an edit writes an image (.png/.jpg)")
+    offsets = _parse_assignments(options.param, "--param")
+    absolute = _parse_assignments(options.set, "--set")
+    low, high = options.sweep_from, options.sweep_to
+    stored_name, _ = _checkpoint_info(options.ckpt)
+    if options.model and stored_name and options.model != stored_name:
+        raise SystemExit(f"reenact edit: {options.ckpt} holds a {stored_name!r} model, not {options.model!r}")
+    if stored_name != "lpmm":
+        raise SystemExit(f"reenact edit: {stored_name!r} has no control parameters; editing needs an lpmm checkpoint")
+    model = load_from_checkpoint(options.ckpt).eval()
+    from reenact.models.lpmm import control
+
+    def load(path: str) -> torch.Tensor:
+        try:
+            frame = read_image(path) if Path(path).suffix.lower() in IMAGE_SUFFIXES else read_video(path, 1)[0]
+        except VideoReadError as error:
+            raise SystemExit(f"reenact edit: {error}") from None
+        tensor = torch.from_numpy(frame).permute(2, 0, 1).float().div(255)[None]
+        size = model.image_size
+        return F.interpolate(tensor, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+
+    source = load(options.source)
+    driving = load(options.driving) if options.driving else None
+    with torch.no_grad():
+        if options.sweep is not None:
+            frames = control.sweep(model, source, options.sweep, torch.linspace(low, high, options.steps).tolist(),
+                                   base=options.base)
+        else:
+            frames = control.edit(model, source, offsets, options.preset, driving=driving, set_values=absolute,
+                                  base=options.base, scale=options.scale, presets_path=options.presets)
+    array = (frames.clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
+    if options.sweep is not None:
+        write_video(out, array, fps=options.fps)
+    else:
+        from PIL import Image
+
+        with atomic_path(out) as temporary:
+            Image.fromarray(array[0]).save(temporary, format="PNG" if out.suffix.lower() == ".png" else "JPEG")
+    summary = {"model": stored_name, "checkpoint": options.ckpt, "source": options.source, "output": str(out),
+               "offsets": offsets, "set": absolute, "preset": options.preset, "base": options.base,
+               "scale": options.scale, "sweep": options.sweep, "range": [low, high], "frames": int(array.shape[0])}
+    json_path = out.with_suffix(out.suffix + ".json")
+    json_path.write_text(json.dumps(summary, indent=2) + "\n")
+    console.print(f"wrote {out} and {json_path}")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------- models
 def run_models(args: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="reenact models", description="List registered models and presets.")
@@ -365,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     command, rest = args[0], args[1:]
     if command in LIGHTNING_COMMANDS:
         return run_lightning(command, rest)
-    handlers = {"predict": run_predict, "models": run_models, "data": run_data}
+    handlers = {"predict": run_predict, "edit": run_edit, "models": run_models, "data": run_data}
     if command not in handlers:
         error_console.print(f"reenact: unknown command {command!r}\n")
         console.print(TOP_HELP, highlight=False, markup=False)
