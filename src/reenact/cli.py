@@ -438,10 +438,19 @@ def run_data(args: list[str]) -> int:
     options = parser.parse_args(args)
 
     if options.command == "check":
-        from reenact.data.checks import check_dataset
+        from rich.progress import Progress
 
-        report = check_dataset(options.root, min_frames=options.min_frames,
-                               require_annotations=options.require_annotations)
+        from reenact.data.checks import check_dataset
+        from reenact.data.discovery import list_entries
+
+        root = Path(options.root)
+        total = sum(len(list_entries(root / split)[0]) for split in ("train", "val", "test")
+                    if (root / split).is_dir())
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task(f"checking {total} videos", total=total)
+            report = check_dataset(options.root, min_frames=options.min_frames,
+                                   require_annotations=options.require_annotations,
+                                   on_video=lambda _: progress.advance(task))
         console.print(report.render())
         if options.json_out:
             Path(options.json_out).write_text(json.dumps(report.to_json(), indent=2, default=str) + "\n")

@@ -21,6 +21,7 @@ Warnings (usable, but worth knowing):
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -155,6 +156,7 @@ def check_dataset(
     min_frames: int = 2,
     image_size: int | None = None,
     require_annotations: bool = False,
+    on_video: Callable[[Path], None] | None = None,
 ) -> DatasetReport:
     """Check a dataset and report every problem, naming the file; never raises because of a bad file.
 
@@ -165,6 +167,7 @@ def check_dataset(
         min_frames: a video with fewer decodable frames is an error.
         image_size: the square output size; frames smaller than it draw a warning (they are upsampled).
         require_annotations: a video without ``annotations/<split>/<name>.npz`` is an error, not a warning.
+        on_video: called with each video's path once it is checked (progress display).
 
     Returns:
         A :class:`DatasetReport`; call :meth:`DatasetReport.raise_if_errors` to stop on errors.
@@ -182,7 +185,7 @@ def check_dataset(
     for split in splits:
         try:
             _check_split(report, root, split, min_frames=min_frames, image_size=image_size,
-                         require_annotations=require_annotations)
+                         require_annotations=require_annotations, on_video=on_video)
         except Exception as error:  # a filesystem surprise must still end up in the report, not a traceback
             report.error(root / split, f"could not check split ({type(error).__name__}: {error})")
     try:
@@ -194,7 +197,7 @@ def check_dataset(
 
 def _check_split(
     report: DatasetReport, root: Path, split: str, *, min_frames: int, image_size: int | None,
-    require_annotations: bool,
+    require_annotations: bool, on_video: Callable[[Path], None] | None = None,
 ) -> None:
     split_dir = root / split
     report.records[split] = []
@@ -225,6 +228,9 @@ def _check_split(
         except Exception as error:  # VideoReadError, but also anything a broken file might provoke
             report.error(entry, _strip_path(str(error), entry))
             continue
+        finally:
+            if on_video is not None:
+                on_video(entry)
         if len(probe.sizes) > 1:
             sizes = ", ".join(f"{h}x{w}" for h, w in probe.sizes)
             report.error(entry, f"frames inside this video have different sizes (HxW: {sizes})")
