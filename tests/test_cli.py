@@ -178,6 +178,13 @@ def test_ddp_fit_then_test_parity(synthetic_root: Path, tmp_path: Path) -> None:
     for name, value in parity["1"][0].items():
         assert parity["2"][0][name] == pytest.approx(value, rel=1e-5), name
 
+    # The command line overrides the checkpoint's stored hyper-parameters (here: relative motion).
+    relative_dir = tmp_path / "relative"
+    relative_dir.mkdir()
+    run = _run(["test", "--ckpt_path", str(checkpoint), *common, "--model.relative", "true"], cwd=relative_dir)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert _results(relative_dir / "runs")["relative"] is True
+
     # The trained checkpoint drives `reenact predict`.
     video = sorted((synthetic_root / "test").iterdir())[0]
     out = tmp_path / "animated.mp4"

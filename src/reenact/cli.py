@@ -136,6 +136,11 @@ def run_lightning(command: str, args: list[str]) -> int:
         def add_arguments_to_parser(self, parser: Any) -> None:
             parser.link_arguments("model.image_size", "data.image_size")
 
+        def _parse_ckpt_path(self) -> None:
+            # Lightning would apply the checkpoint's hyper-parameters over the command line, so
+            # `--model.relative true` would be ignored; they are a default config file here instead.
+            return
+
     ReenactCLI(
         model_class=model_class,
         datamodule_class=ReenactDataModule,
