@@ -25,6 +25,16 @@ register_model(
     paper="Siarohin et al., First Order Motion Model, NeurIPS 2019 (without Jacobians)",
 )
 register_model(
+    "fsrt", "reenact.models.fsrt.module:FSRT",
+    "Set-latent transformer: keypoints + expression vectors, pixel-wise transformer decoder, any number of sources.",
+    paper="Rochow, Schwarz and Behnke, FSRT: Facial Scene Representation Transformer, CVPR 2024",
+)
+register_model(
+    "pechead", "reenact.models.pechead.module:PECHead",
+    "Face-model landmarks + pose-aware learned keypoints, multi-scale deformable alignment, recurrent context (CAP).",
+    paper="Gao et al., High-Fidelity and Freely Controllable Talking Head Video Generation, CVPR 2023",
+)
+register_model(
     "lia", "reenact.models.lia.module:LIA",
     "Latent Image Animator: StyleGAN2 encoder/synthesis, orthonormal motion directions, flow-warped skip features.",
     paper="Wang et al., Latent Image Animator: Learning to Animate Images via Latent Space Navigation, ICLR 2022",

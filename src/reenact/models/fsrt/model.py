@@ -1,0 +1,477 @@
+"""FSRT: Facial Scene Representation Transformer (Rochow, Schwarz and Behnke, CVPR 2024), pure PyTorch.
+
+Equations and sections refer to the paper (``papers/003``). The pieces, in the order data flows:
+
+* :class:`~reenact.nn.KeypointDetector` (Sec. 3.1, "Keypoint Detector"): FOMM's hourglass, 10 keypoints
+  ``k_I`` in ``[-1, 1]``, heatmaps ``H_I`` and the last feature maps ``F_{I,K}``; frozen while FSRT trains.
+* :class:`ExpressionEncoder` (Eq. 8-10): 7x7 conv ``X_C`` on ``F_{I,K}`` to ``n_K x n_f`` channels,
+  heatmap-weighted spatial sums per keypoint, 4-layer MLP ``X_M`` to the expression vector ``e_I``.
+* positional encodings (Eq. 3-5): :class:`~reenact.nn.PositionalEncoding`, pixels with ``O_pix`` octaves and
+  keypoints with ``O_key`` octaves, both from the negative start octave ``-1`` so coordinates in ``(-2, 2)``
+  (keypoints that left the frame) stay uniquely encodable.
+* input representation ``R_S(p)`` (Eq. 6) -> patch CNN -> transformer encoder ``E`` (Eq. 1):
+  :meth:`FSRTGenerator.input_representation`, :class:`FSRTEncoder`. Set-latents of several source images are
+  concatenated (Sec. 3.1, "Encoder"), so any number of sources works.
+* query ``Q_{I_D}(q)`` (Eq. 7) -> input MLP -> 2 cross-attention blocks -> render MLP (Eq. 2):
+  :class:`FSRTDecoder`; each pixel is decoded independently, so decoding runs in chunks of pixels and its
+  memory is bounded by the chunk size.
+
+Channel order. The paper writes ``R_S(p) = [c_p, gamma_pix(p), gamma_key(k_S), e_S]`` (Eq. 6) and
+``Q(q) = [gamma_pix(q), gamma_key(k_D), e_D]`` (Eq. 7); the released code concatenates the keypoint encoding
+*before* the pixel encoding (``[c_p, gamma_key, gamma_pix, e]`` and ``[gamma_key, gamma_pix, e]``). The order is
+a fixed permutation of the first layer's input columns; we use the released order so its weights load
+unchanged.
+
+Coordinates. Keypoints follow :mod:`reenact.nn.keypoints` (FOMM's heatmap grid). Pixel queries use the
+released code's pixel centres ``(i + 0.5) / (n / 2) - 1`` (:func:`pixel_grid`). Decoder outputs are raw
+colours (no sigmoid, as released: the MSE is taken on them); :meth:`FSRTGenerator.animate` clamps to
+``[0, 1]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from reenact.models.fsrt.transformer import Transformer
+from reenact.nn.encoding import PositionalEncoding
+from reenact.nn.keypoints import KeypointDetector, convex_hull_area, relative_keypoints
+
+
+def pixel_grid(height: int, width: int, dtype: torch.dtype = torch.float32,
+               device: torch.device | str | None = None) -> Tensor:
+    """Normalised pixel-centre coordinates ``[H * W, 2]`` (``(x, y)``, row-major) of the decoder queries.
+
+    ``x_j = (j + 0.5) / (W / 2) - 1`` and ``y_i = (i + 0.5) / (H / 2) - 1``: the convention of the released FSRT
+    code (``make_animation``), so released weights see the coordinates they were trained with.
+    """
+    x = (torch.arange(width, dtype=dtype, device=device) + 0.5) / (width / 2.0) - 1.0
+    y = (torch.arange(height, dtype=dtype, device=device) + 0.5) / (height / 2.0) - 1.0
+    yy, xx = torch.meshgrid(y, x, indexing="ij")
+    return torch.stack([xx, yy], dim=-1).reshape(height * width, 2)
+
+
+def _mlp(sizes: Sequence[int]) -> nn.Sequential:
+    """``Linear -> ReLU -> ... -> Linear`` through ``sizes`` (indices 0, 2, 4, ... are the linears, as released)."""
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class ExpressionEncoder(nn.Module):
+    """Expression network ``X`` (Sec. 3.1, Eq. 8-10).
+
+    ``F_X = X_C(F_K)`` (7x7 conv, ``n_K * n_f`` channels, keypoint-major: channel ``i * n_f + c`` is feature
+    ``c`` of keypoint ``i``); ``f^(i) = sum_{x,y} H^(i)(x, y) F_X(i, c, x, y)`` (Eq. 8); ``f = concat_i f^(i)``
+    (Eq. 9, ``n_K * n_f`` values); ``e = X_M(f)`` (Eq. 10, 4-layer MLP with ReLUs).
+
+    Args:
+        in_channels: channels of the keypoint detector's hourglass output (FSRT: 35).
+        num_keypoints: ``n_K`` (10).
+        features_per_keypoint: ``n_f`` (32).
+        hidden: hidden widths of ``X_M`` (FSRT: 640, 1280, 640).
+        expression_size: ``|e|`` (256).
+        padding: padding of the 7x7 conv; must equal the keypoint detector's heatmap-conv padding so that the
+            features and the heatmaps have the same size (FOMM/FSRT: 0).
+
+    Forward: ``features [N, in_channels, h, w]``, ``heatmaps [N, n_K, h', w']`` -> ``e [N, expression_size]``.
+    Parameter names are the released ones (``expression``, ``expression_mlp.{0,2,4,6}``).
+    """
+
+    def __init__(self, in_channels: int = 35, num_keypoints: int = 10, features_per_keypoint: int = 32,
+                 hidden: Sequence[int] = (640, 1280, 640), expression_size: int = 256, padding: int = 0):
+        super().__init__()
+        self.num_keypoints = num_keypoints
+        self.features_per_keypoint = features_per_keypoint
+        self.expression = nn.Conv2d(in_channels, num_keypoints * features_per_keypoint, kernel_size=7,
+                                    padding=padding)
+        self.expression_mlp = _mlp([num_keypoints * features_per_keypoint, *hidden, expression_size])
+
+    def forward(self, features: Tensor, heatmaps: Tensor) -> Tensor:
+        filtered = self.expression(features)
+        n, _, h, w = filtered.shape
+        if heatmaps.shape[-2:] != (h, w):
+            raise ValueError(f"expression features {h}x{w} and heatmaps {tuple(heatmaps.shape[-2:])} differ in size; "
+                             "the 7x7 conv padding must equal the keypoint detector's")
+        filtered = filtered.reshape(n, self.num_keypoints, self.features_per_keypoint, h, w)
+        pooled = (heatmaps.unsqueeze(2) * filtered).sum(dim=(-2, -1))  # Eq. 8: [N, n_K, n_f]
+        return self.expression_mlp(pooled.flatten(1))  # Eq. 9-10
+
+
+class PatchBlock(nn.Module):
+    """Patch-CNN block (SRT ``SRTConvBlock``): 3x3 conv -> ReLU -> stride-2 3x3 conv -> ReLU, no biases.
+
+    ``[N, in_channels, H, W] -> [N, out_channels, H / 2, W / 2]``; ``out_channels`` defaults to ``2 * hidden``
+    (Sec. 3.1, "Patch CNN": each block halves H and W and doubles the feature maps).
+    """
+
+    def __init__(self, in_channels: int, hidden: int | None = None, out_channels: int | None = None):
+        super().__init__()
+        hidden = in_channels if hidden is None else hidden
+        out_channels = 2 * hidden if out_channels is None else out_channels
+        self.layers = nn.Sequential(
+            nn.Conv2d(in_channels, hidden, kernel_size=3, stride=1, padding=1, bias=False), nn.ReLU(),
+            nn.Conv2d(hidden, out_channels, kernel_size=3, stride=2, padding=1, bias=False), nn.ReLU(),
+        )
+        self.out_channels = out_channels
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layers(x)
+
+
+class FSRTEncoder(nn.Module):
+    """Patch CNN + transformer encoder ``E`` (Eq. 1, Sec. 3.1 "Patch CNN" and "Encoder").
+
+    Block 0 maps the input representation (Eq. 6) to ``patch_channels`` then ``2 * patch_channels``; every
+    further block doubles the width; a 1x1 conv (``per_patch_linear``) maps to ``latent_dim``. Each source image
+    gives ``(H / 2^n) * (W / 2^n)`` tokens (``n = num_conv_blocks``; 1024 at 256 px); the tokens of all sources
+    are concatenated and pass ``depth`` self-attention blocks (no source-ID embedding, as in OSRT).
+
+    Args:
+        in_channels: channels of the input representation ``3 + |gamma_key| + |gamma_pix| + |e|`` (FSRT: 483).
+        num_conv_blocks: patch-CNN blocks (3).
+        patch_channels: hidden width of the first block (96 -> 192 -> 384 -> 768).
+        latent_dim: set-latent width ``d`` (768).
+        depth, heads, dim_head, mlp_dim: transformer (5 blocks, 12 x 64, 1536).
+
+    Forward: ``representation [B, S, in_channels, H, W]`` -> set-latents ``z [B, S * P, latent_dim]``.
+    Parameter names are the released ones (``conv_blocks``, ``per_patch_linear``, ``transformer``).
+    """
+
+    def __init__(self, in_channels: int = 483, num_conv_blocks: int = 3, patch_channels: int = 96,
+                 latent_dim: int = 768, depth: int = 5, heads: int = 12, dim_head: int = 64, mlp_dim: int = 1536):
+        super().__init__()
+        blocks = [PatchBlock(in_channels, hidden=patch_channels)]
+        for _ in range(1, num_conv_blocks):
+            blocks.append(PatchBlock(blocks[-1].out_channels))
+        self.conv_blocks = nn.Sequential(*blocks)
+        self.per_patch_linear = nn.Conv2d(blocks[-1].out_channels, latent_dim, kernel_size=1)
+        self.transformer = Transformer(latent_dim, depth, heads, dim_head, mlp_dim, self_attention=True)
+        self.num_conv_blocks = num_conv_blocks
+
+    def forward(self, representation: Tensor) -> Tensor:
+        b, s = representation.shape[:2]
+        x = self.per_patch_linear(self.conv_blocks(representation.flatten(0, 1)))  # [B*S, d, h, w]
+        tokens = x.flatten(2).transpose(1, 2)  # [B*S, P, d]
+        # Concatenating the sources' tokens gives the set-latent representation of all of them (Sec. 3.1).
+        tokens = tokens.reshape(b, s * tokens.shape[1], tokens.shape[2])
+        return self.transformer(tokens)
+
+
+class PixelPredictor(nn.Module):
+    """Decoder attention part (released name ``allocation_transformer``): input MLP + cross-attention blocks.
+
+    The query (Eq. 7) first passes a 2-layer MLP ``query_dim -> input_mlp_hidden -> query_dim`` (OSRT's input
+    MLP), then ``depth`` blocks of cross-attention to the set-latents and feed-forward (no self-attention).
+    """
+
+    def __init__(self, query_dim: int = 480, latent_dim: int = 768, input_mlp_hidden: int = 720, depth: int = 2,
+                 heads: int = 12, dim_head: int = 64, mlp_dim: int = 1536):
+        super().__init__()
+        self.input_mlp = nn.Sequential(nn.Linear(query_dim, input_mlp_hidden), nn.ReLU(),
+                                       nn.Linear(input_mlp_hidden, query_dim))
+        self.transformer = Transformer(query_dim, depth, heads, dim_head, mlp_dim, self_attention=False,
+                                       kv_dim=latent_dim)
+
+    def forward(self, queries: Tensor, kv: list[tuple[Tensor, Tensor]]) -> Tensor:
+        return self.transformer(self.input_mlp(queries), kv=kv)
+
+
+class FSRTDecoder(nn.Module):
+    """Transformer decoder ``D`` (Eq. 2, Sec. 3.1 "Decoder"): ``C(q) = D(Q_{I_D}(q) | {z})``.
+
+    Args:
+        query_dim: ``|gamma_key| + |gamma_pix| + |e|`` (FSRT: 160 + 64 + 256 = 480).
+        latent_dim: set-latent width (768).
+        input_mlp_hidden: hidden width of the input MLP (720).
+        depth, heads, dim_head, mlp_dim: cross-attention blocks (FSRT: 2, 12 x 64, 1536; small decoder
+            6 x 64, 768).
+        render_hidden: hidden widths of the render MLP (FSRT: 4 x 1536, i.e. the 5-layer render MLP; small
+            decoder: 1536, 768).
+        out_channels: 3 (RGB).
+
+    Forward: ``z [B, N, latent_dim]``, ``pixel_encoding [Q, |gamma_pix|]`` or ``[B, Q, |gamma_pix|]``,
+    ``keypoint_encoding [B, |gamma_key|]``, ``expression [B, |e|]`` -> raw colours ``[B, Q, 3]``. With
+    ``chunk_size`` the ``Q`` queries are decoded ``chunk_size`` at a time (each query is independent, so the
+    result is the same) and the cross-attention keys/values of ``z`` are computed once for all chunks.
+    Parameter names are the released ones (``allocation_transformer.*``, ``render_mlp.*``).
+    """
+
+    def __init__(self, query_dim: int = 480, latent_dim: int = 768, input_mlp_hidden: int = 720, depth: int = 2,
+                 heads: int = 12, dim_head: int = 64, mlp_dim: int = 1536,
+                 render_hidden: Sequence[int] = (1536, 1536, 1536, 1536), out_channels: int = 3):
+        super().__init__()
+        self.query_dim = query_dim
+        self.allocation_transformer = PixelPredictor(query_dim, latent_dim, input_mlp_hidden, depth, heads, dim_head,
+                                                     mlp_dim)
+        self.render_mlp = _mlp([query_dim, *render_hidden, out_channels])
+
+    def forward(self, z: Tensor, pixel_encoding: Tensor, keypoint_encoding: Tensor, expression: Tensor,
+                chunk_size: int | None = None) -> Tensor:
+        b = z.shape[0]
+        kv = self.allocation_transformer.transformer.keys_values(z)
+        if pixel_encoding.dim() == 2:
+            pixel_encoding = pixel_encoding.unsqueeze(0).expand(b, -1, -1)
+        total = pixel_encoding.shape[1]
+        step = total if not chunk_size or chunk_size >= total else int(chunk_size)
+        outputs = []
+        for start in range(0, total, step):
+            pix = pixel_encoding[:, start:start + step]
+            q = pix.shape[1]
+            # Eq. 7 in the released order: [gamma_key(k_D), gamma_pix(q), e_D] for every query pixel.
+            queries = torch.cat([keypoint_encoding[:, None].expand(b, q, -1), pix,
+                                 expression[:, None].expand(b, q, -1)], dim=-1)
+            outputs.append(self.render_mlp(self.allocation_transformer(queries, kv)))
+        return torch.cat(outputs, dim=1)
+
+
+def best_initial_frame(source_landmarks: Tensor, driving_landmarks: Tensor) -> Tensor:
+    """Index of the driving frame whose facial landmarks best match the source's (Sec. 3.4; FOMM/FSRT
+    ``find_best_frame``).
+
+    Landmarks are normalised per frame by subtracting their mean and dividing by the square root of their
+    convex-hull area; the frame with the smallest sum of squared differences to the source wins.
+
+    Args:
+        source_landmarks: ``[B, L, 2]`` (any unit, e.g. pixels; 68 iBUG points).
+        driving_landmarks: ``[B, T, L, 2]``.
+
+    Returns:
+        ``[B]`` int64 frame indices.
+    """
+
+    def normalise(points: Tensor) -> Tensor:
+        centred = points - points.mean(dim=-2, keepdim=True)
+        scale = convex_hull_area(points).clamp_min(1e-12).sqrt()
+        return centred / scale[..., None, None]
+
+    source = normalise(source_landmarks.float())
+    driving = normalise(driving_landmarks.float())
+    distance = (driving - source[:, None]).pow(2).sum(dim=(-2, -1))  # [B, T]
+    return distance.argmin(dim=1)
+
+
+class FSRTGenerator(nn.Module):
+    """The whole FSRT generator: keypoint detector, expression network, encoder and decoder.
+
+    Args:
+        num_keypoints: ``n_K`` (10).
+        kp_block_expansion, kp_max_features, kp_num_blocks, kp_temperature, kp_scale_factor: FOMM keypoint
+            detector (FSRT: 32, 1024, 5, 0.1, 0.25; 14.15 M parameters).
+        pix_octaves, pix_start_octave: pixel positional encoding (Eq. 5; FSRT: 16 from -1 -> 64 dims).
+        kp_octaves, kp_start_octave: keypoint positional encoding (Eq. 4; FSRT: 4 from -1 -> 160 dims).
+        expression_size, expression_features_per_kp, expression_hidden: expression network (256, 32,
+            640/1280/640; 2.56 M).
+        num_conv_blocks, patch_channels, latent_dim, encoder_depth, encoder_heads, encoder_dim_head,
+            encoder_mlp_dim: encoder (3, 96, 768, 5, 12, 64, 1536; 29.77 M).
+        input_mlp_hidden, decoder_depth, decoder_heads, decoder_dim_head, decoder_mlp_dim, render_hidden:
+            decoder (720, 2, 12, 64, 1536, 4 x 1536; 15.31 M). The released small decoder is
+            ``decoder_heads=6, decoder_mlp_dim=768, render_hidden=(1536, 768)``.
+        render_chunk: query pixels decoded at a time by :meth:`render` / :meth:`animate` (memory bound).
+
+    Submodule names equal the released checkpoints' top-level names (``kp_detector``, ``expression_encoder``,
+    ``encoder``, ``decoder``), see :mod:`reenact.models.fsrt.official`.
+    """
+
+    def __init__(
+        self,
+        num_keypoints: int = 10,
+        kp_block_expansion: int = 32,
+        kp_max_features: int = 1024,
+        kp_num_blocks: int = 5,
+        kp_temperature: float = 0.1,
+        kp_scale_factor: float = 0.25,
+        pix_octaves: int = 16,
+        pix_start_octave: int = -1,
+        kp_octaves: int = 4,
+        kp_start_octave: int = -1,
+        expression_size: int = 256,
+        expression_features_per_kp: int = 32,
+        expression_hidden: Sequence[int] = (640, 1280, 640),
+        num_conv_blocks: int = 3,
+        patch_channels: int = 96,
+        latent_dim: int = 768,
+        encoder_depth: int = 5,
+        encoder_heads: int = 12,
+        encoder_dim_head: int = 64,
+        encoder_mlp_dim: int = 1536,
+        input_mlp_hidden: int = 720,
+        decoder_depth: int = 2,
+        decoder_heads: int = 12,
+        decoder_dim_head: int = 64,
+        decoder_mlp_dim: int = 1536,
+        render_hidden: Sequence[int] = (1536, 1536, 1536, 1536),
+        render_chunk: int = 65536,
+    ):
+        super().__init__()
+        self.num_keypoints = num_keypoints
+        self.render_chunk = render_chunk
+        self.num_conv_blocks = num_conv_blocks
+        self.kp_detector = KeypointDetector(
+            num_keypoints=num_keypoints, num_channels=3, block_expansion=kp_block_expansion,
+            max_features=kp_max_features, num_blocks=kp_num_blocks, temperature=kp_temperature,
+            scale_factor=kp_scale_factor, estimate_jacobian=False, pad=0,
+        )
+        self.pixel_encoding = PositionalEncoding(pix_octaves, pix_start_octave)
+        self.keypoint_encoding = PositionalEncoding(kp_octaves, kp_start_octave)
+        self.expression_encoder = ExpressionEncoder(
+            in_channels=self.kp_detector.predictor.out_filters, num_keypoints=num_keypoints,
+            features_per_keypoint=expression_features_per_kp, hidden=tuple(expression_hidden),
+            expression_size=expression_size, padding=0,
+        )
+        pix_dim = self.pixel_encoding.output_dim(2)
+        kp_dim = self.keypoint_encoding.output_dim(2 * num_keypoints)
+        self.encoder = FSRTEncoder(
+            in_channels=3 + kp_dim + pix_dim + expression_size, num_conv_blocks=num_conv_blocks,
+            patch_channels=patch_channels, latent_dim=latent_dim, depth=encoder_depth, heads=encoder_heads,
+            dim_head=encoder_dim_head, mlp_dim=encoder_mlp_dim,
+        )
+        self.decoder = FSRTDecoder(
+            query_dim=kp_dim + pix_dim + expression_size, latent_dim=latent_dim, input_mlp_hidden=input_mlp_hidden,
+            depth=decoder_depth, heads=decoder_heads, dim_head=decoder_dim_head, mlp_dim=decoder_mlp_dim,
+            render_hidden=tuple(render_hidden),
+        )
+        self.kp_detector_frozen = True
+        self.set_kp_detector_trainable(False)
+
+    # ------------------------------------------------------------------------------------------ freezing
+    def set_kp_detector_trainable(self, trainable: bool) -> None:
+        """Train the keypoint detector (pretraining stage) or freeze it (FSRT training, Sec. 3.3: "not trained
+        further"): frozen means no gradient and BatchNorm in eval mode whatever ``train()`` is called with."""
+        self.kp_detector_frozen = not trainable
+        self.kp_detector.requires_grad_(trainable)
+        self.kp_detector.train(trainable and self.training)
+
+    def train(self, mode: bool = True) -> FSRTGenerator:
+        super().train(mode)
+        if self.kp_detector_frozen:
+            self.kp_detector.eval()
+        return self
+
+    # ------------------------------------------------------------------------------------------ pieces
+    def detect(self, images: Tensor) -> dict[str, Tensor]:
+        """Keypoint detector on ``images [N, 3, H, W]``: ``keypoints [N, K, 2]``, ``heatmaps [N, K, h', w']``,
+        ``features [N, C, h, w]``. No gradient flows into the detector while it is frozen."""
+        if self.kp_detector_frozen:
+            with torch.no_grad():
+                return self.kp_detector(images)
+        return self.kp_detector(images)
+
+    def extract(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """Keypoints ``k_I [N, K, 2]`` and expression vectors ``e_I [N, |e|]`` (Eq. 8-10) of ``images``."""
+        detected = self.detect(images)
+        return detected["keypoints"], self.expression_encoder(detected["features"], detected["heatmaps"])
+
+    def encode_keypoints(self, keypoints: Tensor) -> Tensor:
+        """``gamma_key`` (Eq. 4): ``[..., K, 2] -> [..., 4 * O_key * K]`` on the flattened ``(x0, y0, x1, ...)``."""
+        return self.keypoint_encoding(keypoints.flatten(-2))
+
+    def input_representation(self, images: Tensor, keypoints: Tensor, expression: Tensor) -> Tensor:
+        """``R_S(p)`` (Eq. 6) for every pixel of every source image.
+
+        Args:
+            images: ``[B, S, 3, H, W]``; keypoints: ``[B, S, K, 2]``; expression: ``[B, S, |e|]``.
+
+        Returns:
+            ``[B, S, 3 + |gamma_key| + |gamma_pix| + |e|, H, W]`` in the released channel order
+            ``[c_p, gamma_key(k_S), gamma_pix(p), e_S]`` (module docstring).
+        """
+        b, s, _, h, w = images.shape
+        pix = self.pixel_encoding(pixel_grid(h, w, images.dtype, images.device))  # [HW, P]
+        pix = pix.transpose(0, 1).reshape(1, 1, -1, h, w).expand(b, s, -1, -1, -1)
+        key = self.encode_keypoints(keypoints)[..., None, None].expand(-1, -1, -1, h, w)
+        expr = expression[..., None, None].expand(-1, -1, -1, h, w)
+        return torch.cat([images, key, pix, expr], dim=2)
+
+    def encode(self, images: Tensor, keypoints: Tensor, expression: Tensor) -> Tensor:
+        """Set-latent representation ``{z}`` (Eq. 1) of ``S`` source images: ``[B, S * P, latent_dim]``."""
+        return self.encoder(self.input_representation(images, keypoints, expression))
+
+    def decode(self, z: Tensor, pixels: Tensor, keypoints: Tensor, expression: Tensor,
+               chunk_size: int | None = None) -> Tensor:
+        """Raw colours ``C(q)`` (Eq. 2) of query pixels.
+
+        Args:
+            z: ``[B, N, latent_dim]``.
+            pixels: ``[Q, 2]`` (shared by the batch) or ``[B, Q, 2]`` normalised coordinates (:func:`pixel_grid`).
+            keypoints: driving keypoints ``k_D [B, K, 2]``; expression: ``e_D [B, |e|]``.
+            chunk_size: decode this many queries at a time (``None``: all at once).
+
+        Returns:
+            ``[B, Q, 3]`` (unclamped).
+        """
+        return self.decoder(z, self.pixel_encoding(pixels), self.encode_keypoints(keypoints), expression,
+                            chunk_size=chunk_size)
+
+    def render(self, z: Tensor, keypoints: Tensor, expression: Tensor, height: int, width: int,
+               chunk_size: int | None = None) -> Tensor:
+        """All ``H x W`` pixels, decoded ``chunk_size`` (default ``render_chunk``) at a time -> ``[B, 3, H, W]``
+        raw colours."""
+        pixels = pixel_grid(height, width, z.dtype, z.device)
+        out = self.decode(z, pixels, keypoints, expression, chunk_size=chunk_size or self.render_chunk)
+        return out.transpose(1, 2).reshape(z.shape[0], -1, height, width)
+
+    # ------------------------------------------------------------------------------------------ API
+    def forward(self, source: Tensor, driving: Tensor, chunk_size: int | None = None) -> dict[str, Tensor]:
+        """Self-contained reconstruction: ``source [B, S, 3, H, W]``, ``driving [B, 3, H, W]`` -> dict with
+        ``generated [B, 3, H, W]`` (raw), ``z``, keypoints and expression vectors of sources and driving."""
+        b, s = source.shape[:2]
+        kp, expr = self.extract(torch.cat([source.flatten(0, 1), driving], dim=0))
+        kp_source, kp_driving = kp[: b * s].unflatten(0, (b, s)), kp[b * s:]
+        expr_source, expr_driving = expr[: b * s].unflatten(0, (b, s)), expr[b * s:]
+        z = self.encode(source, kp_source, expr_source)
+        generated = self.render(z, kp_driving, expr_driving, *driving.shape[-2:], chunk_size=chunk_size)
+        return {"generated": generated, "z": z, "keypoints_source": kp_source, "keypoints_driving": kp_driving,
+                "expression_source": expr_source, "expression_driving": expr_driving}
+
+    @torch.no_grad()
+    def animate(self, source: Tensor, driving: Tensor, relative: bool = False, adapt_scale: bool = True,
+                initial_index: Tensor | None = None, chunk_size: int | None = None) -> Tensor:
+        """Animate ``S`` source images with a driving video (Sec. 3.4).
+
+        The sources are encoded once; every driving frame is then decoded pixel-chunk by pixel-chunk.
+
+        Args:
+            source: ``[B, S, 3, H, W]`` in ``[0, 1]``, any ``S >= 1``.
+            driving: ``[B, T, 3, H, W]`` in ``[0, 1]``.
+            relative: relative motion transfer (FOMM): ``k = k_S + (k_D,t - k_D,initial) * s`` with the keypoints
+                ``k_S`` of the first source image; otherwise the driving keypoints are used as they are. The
+                expression vector is always the driving frame's, as is (Sec. 3.4).
+            adapt_scale: ``s = sqrt(hull area(k_S) / hull area(k_D,initial))`` instead of 1.
+            initial_index: ``[B]`` index of the driving frame aligned with the source (e.g. from
+                :func:`best_initial_frame`); default: frame 0.
+            chunk_size: query pixels decoded at a time (default ``render_chunk``).
+
+        Returns:
+            ``[B, T, 3, H, W]`` clamped to ``[0, 1]``.
+        """
+        if source.dim() != 5 or driving.dim() != 5:
+            raise ValueError(f"source and driving must be [B, S, 3, H, W] / [B, T, 3, H, W], got "
+                             f"{tuple(source.shape)} and {tuple(driving.shape)}")
+        b, s = source.shape[:2]
+        t = driving.shape[1]
+        kp_source, expr_source = self.extract(source.flatten(0, 1))
+        z = self.encode(source, kp_source.unflatten(0, (b, s)), expr_source.unflatten(0, (b, s)))
+        kp_initial = None
+        if relative:
+            index = torch.zeros(b, dtype=torch.long, device=driving.device) if initial_index is None else initial_index
+            initial = driving[torch.arange(b, device=driving.device), index.to(driving.device)]
+            kp_initial = self.extract(initial)[0]
+        frames = []
+        for i in range(t):
+            kp_driving, expr_driving = self.extract(driving[:, i])
+            if kp_initial is not None:
+                kp_driving = relative_keypoints(kp_source.unflatten(0, (b, s))[:, 0], kp_driving, kp_initial,
+                                                adapt_scale=adapt_scale)
+            frame = self.render(z, kp_driving, expr_driving, *driving.shape[-2:], chunk_size=chunk_size)
+            frames.append(frame.clamp(0.0, 1.0))
+        return torch.stack(frames, dim=1)
+
+
+__all__ = ["ExpressionEncoder", "FSRTDecoder", "FSRTEncoder", "FSRTGenerator", "PatchBlock", "PixelPredictor",
+           "best_initial_frame", "pixel_grid"]

@@ -1,0 +1,553 @@
+"""Lightning wrapper of :class:`~reenact.models.fsrt.model.FSRTGenerator`: FSRT's training (Sec. 3.2-3.3).
+
+Training runs in stages counted in training iterations (one batch each, stored in the ``train_iteration``
+buffer so resuming continues the schedule):
+
+0. keypoint-detector pretraining (``kp_pretrain_steps`` iterations, optional): the FOMM hourglass learns to
+   predict 10 keypoints derived from the dataset's 68 landmarks (:mod:`reenact.models.fsrt.losses`). Skip it by
+   loading a detector (``kp_detector_path``) or the released checkpoints (:mod:`reenact.models.fsrt.official`).
+   From then on the detector is frozen (Sec. 3.3).
+1. phase I (FSRT iterations ``[0, phase2_start)``): ``L_reg + lambda_MSE L_MSE`` on ``num_sampled_pixels`` random
+   pixels (Eq. 16-17).
+2. phase II (``[phase2_start, phase3_start)``): the whole frame is rendered, pixels of a stride-``grad_stride``
+   sub-grid with a random offset with gradient, the rest without; adds the VGG19 perceptual loss ``L_P``.
+3. phase III (``>= phase3_start``): adds the keypoint-aware LSGAN discriminator ``L_A`` and feature matching
+   ``L_A^F`` (Eq. 18); the generator gets them only after ``disc_warmup_steps`` iterations of discriminator
+   training.
+
+Augmentation and regularisation in every phase (Sec. 3.1-3.2): keypoints are detected before a random zoom
+crop (out-of-frame keypoints); colour jitters A1, A2 of source and driving frames and A3 of the driving frame;
+the encoder sees the A1 colours with the A2 expression vectors; the decoder uses the expression of the cropped
+A3 driving frame ``Omega(I_D^A3)``, or in ``1 - crop_probability`` of the cases (25%) that of ``I_D^A``
+(A1 or A2); ``L_reg`` of Eq. 16.
+
+Optimisation is manual (generator and discriminator alternate; the detector has its own optimiser). Gradients
+are averaged across processes explicitly after each backward pass, which works with the plain ``ddp`` strategy
+although every stage and optimiser uses a different subset of the parameters (see :meth:`FSRT._backward`).
+Adam with linear warm-up then exponential decay (``LambdaLR``), as the released trainer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_warn
+from torch import Tensor
+from torch.nn.parallel import DistributedDataParallel
+
+from reenact.data.datasets import SamplingSpec
+from reenact.models.base import ReenactmentModule
+from reenact.models.fsrt.augment import (
+    color_jitter,
+    face_boxes,
+    jitter_parameters,
+    keypoint_aware_crop,
+    zoom_crop,
+    zoom_parameters,
+    zoom_points,
+)
+from reenact.models.fsrt.losses import (
+    keypoint_supervision_loss,
+    landmarks_to_keypoints,
+    random_pixel_indices,
+    regularisation_loss,
+    strided_pixel_indices,
+)
+from reenact.models.fsrt.model import FSRTGenerator, best_initial_frame, pixel_grid
+from reenact.nn.discriminators import MultiScaleDiscriminator
+from reenact.nn.keypoints import pixels_to_normalized
+from reenact.nn.losses import feature_matching_loss, lsgan_d_loss, lsgan_g_loss
+
+
+class WarmupExponentialDecay:
+    """Learning-rate factor of the released trainer at FSRT iteration ``it = step + offset``: ``it / warmup``
+    during the warm-up, then ``decay_rate ** ((it - warmup) / decay_steps)``. ``offset`` lets a scheduler that
+    starts stepping late (the discriminator's, in phase III) follow the same global curve. A class, not a
+    lambda, so ``LambdaLR`` checkpoints it."""
+
+    def __init__(self, warmup_steps: int, decay_rate: float, decay_steps: int, offset: int = 0):
+        self.warmup_steps = int(warmup_steps)
+        self.decay_rate = float(decay_rate)
+        self.decay_steps = int(decay_steps)
+        self.offset = int(offset)
+
+    def __call__(self, step: int) -> float:
+        step = step + self.offset
+        if step < self.warmup_steps:
+            return step / self.warmup_steps
+        return self.decay_rate ** ((step - self.warmup_steps) / self.decay_steps)
+
+
+def _buckets(tensors: list[Tensor], size: int) -> Iterator[list[Tensor]]:
+    bucket: list[Tensor] = []
+    count = 0
+    for t in tensors:
+        bucket.append(t)
+        count += t.numel()
+        if count >= size:
+            yield bucket
+            bucket, count = [], 0
+    if bucket:
+        yield bucket
+
+
+def _world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+class FSRT(ReenactmentModule):
+    """FSRT (Rochow et al., CVPR 2024): set-latent transformer face reenactment.
+
+    Architecture arguments are those of :class:`~reenact.models.fsrt.model.FSRTGenerator` (``paper`` preset: the
+    released sizes). Training arguments (paper values in brackets):
+
+    Args:
+        train_sources: source frames per training sample (1; the 2-Src model: 2); sets ``train_sampling``, which
+            ``--data.num_source`` still overrides. Any number of sources works at inference. (Not ``num_source``:
+            that name belongs to the data module, and Lightning refuses equal names with different values.)
+        render_chunk: query pixels decoded at a time when whole frames are rendered (memory bound).
+        kp_detector_path: a FOMM/FSRT ``kp_detector.pt`` loaded (``weights_only``) when fitting starts.
+        kp_pretrain_steps: iterations of landmark-supervised detector pretraining before FSRT training (needs
+            68-point landmarks in the training data); 0 skips it.
+        kp_lr: Adam learning rate of the detector pretraining (FOMM's 2e-4).
+        lr, lr_warmup_steps, lr_decay_rate, lr_decay_steps: Adam (1e-4), linear warm-up (2,500), exponential
+            decay (0.16 over 4 M iterations, the released schedule), for the generator and the discriminator.
+        phase2_start, phase3_start: FSRT iterations at which phases II and III begin (200k, 500k).
+        num_sampled_pixels: phase-I pixels per sample (4,096).
+        grad_stride: stride of the phase-II/III gradient sub-grid (2: 128^2 of 256^2 pixels).
+        mse_weight: ``lambda_MSE`` (1).
+        perceptual_weights: VGG19 weights for relu1_1 ... relu5_1 (``None``: 5 x 0.01); all 0 disables the
+            perceptual loss (it needs the real ImageNet VGG19, see :mod:`reenact.weights`).
+        discriminator: build the phase-III discriminator (pix2pix 4x4 convs on the image and the driving
+            keypoints' Gaussian heatmaps).
+        disc_block_expansion, disc_num_blocks, disc_max_features, disc_padding, disc_kp_variance, disc_scales:
+            discriminator (64, 4, 512, 0, 0.01, ``None`` = [1]).
+        gan_weight, disc_weight: ``lambda_A`` of the generator and the discriminator loss weight (0.001, 0.001).
+        feature_matching_weights: per discriminator block (``None``: 4 x 0.01).
+        disc_warmup_steps: phase-III iterations that train only the discriminator (500).
+        invariance_weight, covariance_weight, variance_weight: ``lambda_aug``, ``lambda_Cov``, ``lambda_Var``
+            (1, 1, 0.2); statistical_regularization: keep the covariance/variance terms.
+        crop_probability: how often the decoder gets the cropped driving frame's expression (0.75).
+        crop_margin: margin around the face box that ``Omega`` keeps (normalised units).
+        jitter_brightness, jitter_contrast, jitter_saturation, jitter_hue: colour jitter strengths (0.1 each).
+        out_of_frame_probability, out_of_frame_max_zoom: chance and strength of the zoom crop applied after
+            keypoint detection (Sec. 3.1); the paper gives no values.
+        adapt_scale: relative motion scaled by the keypoints' convex-hull ratio (FOMM).
+        best_frame: in relative mode, take the driving frame whose landmarks best match the source's as the
+            initial frame when landmarks are available (evaluation batches with annotations, or ``animate``
+            called with landmarks); otherwise the first driving frame.
+    """
+
+    registry_name = "fsrt"
+    train_sampling = SamplingSpec(mode="multi_source", num_source=1, num_driving=1)
+    stateful_animation = False
+
+    def __init__(
+        self,
+        image_size: int = 256,
+        num_keypoints: int = 10,
+        kp_block_expansion: int = 32,
+        kp_max_features: int = 1024,
+        kp_num_blocks: int = 5,
+        kp_temperature: float = 0.1,
+        kp_scale_factor: float = 0.25,
+        pix_octaves: int = 16,
+        pix_start_octave: int = -1,
+        kp_octaves: int = 4,
+        kp_start_octave: int = -1,
+        expression_size: int = 256,
+        expression_features_per_kp: int = 32,
+        expression_hidden: list[int] | None = None,
+        num_conv_blocks: int = 3,
+        patch_channels: int = 96,
+        latent_dim: int = 768,
+        encoder_depth: int = 5,
+        encoder_heads: int = 12,
+        encoder_dim_head: int = 64,
+        encoder_mlp_dim: int = 1536,
+        input_mlp_hidden: int = 720,
+        decoder_depth: int = 2,
+        decoder_heads: int = 12,
+        decoder_dim_head: int = 64,
+        decoder_mlp_dim: int = 1536,
+        render_hidden: list[int] | None = None,
+        render_chunk: int = 65536,
+        train_sources: int = 1,
+        kp_detector_path: str | None = None,
+        kp_pretrain_steps: int = 0,
+        kp_lr: float = 2e-4,
+        lr: float = 1e-4,
+        lr_warmup_steps: int = 2500,
+        lr_decay_rate: float = 0.16,
+        lr_decay_steps: int = 4_000_000,
+        phase2_start: int = 200_000,
+        phase3_start: int = 500_000,
+        num_sampled_pixels: int = 4096,
+        grad_stride: int = 2,
+        mse_weight: float = 1.0,
+        perceptual_weights: list[float] | None = None,
+        discriminator: bool = True,
+        disc_block_expansion: int = 64,
+        disc_num_blocks: int = 4,
+        disc_max_features: int = 512,
+        disc_padding: int = 0,
+        disc_kp_variance: float = 0.01,
+        disc_scales: list[float] | None = None,
+        gan_weight: float = 0.001,
+        disc_weight: float = 0.001,
+        feature_matching_weights: list[float] | None = None,
+        disc_warmup_steps: int = 500,
+        invariance_weight: float = 1.0,
+        covariance_weight: float = 1.0,
+        variance_weight: float = 0.2,
+        statistical_regularization: bool = True,
+        crop_probability: float = 0.75,
+        crop_margin: float = 0.1,
+        jitter_brightness: float = 0.1,
+        jitter_contrast: float = 0.1,
+        jitter_saturation: float = 0.1,
+        jitter_hue: float = 0.1,
+        out_of_frame_probability: float = 0.5,
+        out_of_frame_max_zoom: float = 1.25,
+        adapt_scale: bool = True,
+        best_frame: bool = True,
+        metrics: list[str] | None = None,
+        relative: bool = False,
+        eval_chunk: int = 16,
+        num_sample_frames: int = 4,
+    ) -> None:
+        super().__init__(image_size=image_size, metrics=metrics, relative=relative, eval_chunk=eval_chunk,
+                         num_sample_frames=num_sample_frames)
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        if phase3_start < phase2_start:
+            raise ValueError(f"phase3_start ({phase3_start}) must not come before phase2_start ({phase2_start})")
+        if image_size % grad_stride:
+            raise ValueError(f"grad_stride {grad_stride} must divide image_size {image_size}")
+        self.train_sampling = SamplingSpec(mode="multi_source", num_source=train_sources, num_driving=1)
+        self.perceptual_weights = [0.01] * 5 if perceptual_weights is None else [float(w) for w in perceptual_weights]
+        self.feature_matching_weights = ([0.01] * disc_num_blocks if feature_matching_weights is None
+                                         else [float(w) for w in feature_matching_weights])
+        if len(self.feature_matching_weights) != disc_num_blocks:
+            raise ValueError(f"feature_matching_weights needs one weight per discriminator block ({disc_num_blocks})")
+        self.generator = FSRTGenerator(
+            num_keypoints=num_keypoints, kp_block_expansion=kp_block_expansion, kp_max_features=kp_max_features,
+            kp_num_blocks=kp_num_blocks, kp_temperature=kp_temperature, kp_scale_factor=kp_scale_factor,
+            pix_octaves=pix_octaves, pix_start_octave=pix_start_octave, kp_octaves=kp_octaves,
+            kp_start_octave=kp_start_octave, expression_size=expression_size,
+            expression_features_per_kp=expression_features_per_kp,
+            expression_hidden=(640, 1280, 640) if expression_hidden is None else tuple(expression_hidden),
+            num_conv_blocks=num_conv_blocks, patch_channels=patch_channels, latent_dim=latent_dim,
+            encoder_depth=encoder_depth, encoder_heads=encoder_heads, encoder_dim_head=encoder_dim_head,
+            encoder_mlp_dim=encoder_mlp_dim, input_mlp_hidden=input_mlp_hidden, decoder_depth=decoder_depth,
+            decoder_heads=decoder_heads, decoder_dim_head=decoder_dim_head, decoder_mlp_dim=decoder_mlp_dim,
+            render_hidden=(1536,) * 4 if render_hidden is None else tuple(render_hidden), render_chunk=render_chunk,
+        )
+        self.discriminator: MultiScaleDiscriminator | None = None
+        if discriminator:
+            self.discriminator = MultiScaleDiscriminator(
+                scales=[1.0] if disc_scales is None else disc_scales, num_channels=3,
+                block_expansion=disc_block_expansion, num_blocks=disc_num_blocks, max_features=disc_max_features,
+                spectral_norm=False, num_keypoints=num_keypoints, kp_variance=disc_kp_variance, padding=disc_padding,
+            )
+        self.perceptual = None
+        if any(w > 0 for w in self.perceptual_weights):
+            from reenact.nn.losses import VGG19Perceptual
+
+            # Raises MissingWeightsError here, at construction, when the VGG19 ImageNet weights are absent.
+            # One scale: the released trainer applies VGG19 to the full-resolution frame only.
+            self.perceptual = VGG19Perceptual(weights=self.perceptual_weights, scales=(1.0,))
+        # Training iterations done (batches), independent of Lightning's optimizer-step count.
+        self.register_buffer("train_iteration", torch.zeros((), dtype=torch.long))
+        self._eval_landmarks: tuple[Tensor | None, Tensor | None] | None = None
+
+    # ------------------------------------------------------------------------------------------ inference
+    def animate(self, source: Tensor, driving: Tensor, *, relative: bool = False,
+                source_landmarks: Tensor | None = None, driving_landmarks: Tensor | None = None) -> Tensor:
+        """``source [B, S, 3, H, W]`` (any S), ``driving [B, T, 3, H, W]`` -> ``[B, T, 3, H, W]`` in ``[0, 1]``.
+
+        Relative mode (Sec. 3.4) uses FOMM's normalisation with the convex-hull scale (``adapt_scale``); its
+        initial driving frame is the one whose 68 landmarks best match the first source's when
+        ``source_landmarks [B, S, 68, 2]`` and ``driving_landmarks [B, T, 68, 2]`` are given (``best_frame``),
+        else the first driving frame.
+        """
+        initial = None
+        if relative and self.hparams.best_frame and source_landmarks is not None and driving_landmarks is not None:
+            initial = best_initial_frame(source_landmarks[:, 0], driving_landmarks)
+        return self.generator.animate(source, driving, relative=relative, adapt_scale=self.hparams.adapt_scale,
+                                      initial_index=initial)
+
+    def _evaluation_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        # The shared evaluation hands generate_video frames only; keep the batch's landmarks for the best-frame
+        # choice of relative mode.
+        self._eval_landmarks = (batch.get("source_landmarks"), batch.get("driving_landmarks"))
+        try:
+            return super()._evaluation_step(batch, batch_idx)
+        finally:
+            self._eval_landmarks = None
+
+    @torch.no_grad()
+    def generate_video(self, source: Tensor, driving: Tensor, relative: bool) -> Tensor:
+        """As the base class, but in relative mode with landmarks the initial frame is the best-matching one
+        (chosen over the whole video, shared by all chunks)."""
+        landmarks = self._eval_landmarks
+        if not (relative and self.hparams.best_frame and landmarks is not None and None not in landmarks):
+            return super().generate_video(source, driving, relative)
+        index = best_initial_frame(landmarks[0][:, 0], landmarks[1]).to(driving.device)
+        initial = driving[torch.arange(driving.shape[0], device=driving.device), index][:, None]
+        outputs = []
+        for start in range(0, driving.shape[1], self.eval_chunk):
+            chunk = torch.cat([initial, driving[:, start:start + self.eval_chunk]], dim=1)
+            outputs.append(self.generator.animate(source, chunk, relative=True, adapt_scale=self.hparams.adapt_scale)
+                           [:, 1:])
+        return torch.cat(outputs, dim=1)
+
+    # ------------------------------------------------------------------------------------------ keypoints
+    def load_kp_detector(self, path: str) -> None:
+        """Load a FOMM/FSRT keypoint detector (``kp_detector.pt`` or a FOMM checkpoint with ``kp_detector``)."""
+        from reenact.models.fsrt.official import load_official
+
+        load_official(self.generator, kp_detector=path)
+
+    def setup(self, stage: str) -> None:
+        if stage != "fit":
+            return
+        if self.hparams.kp_detector_path:
+            # Loaded here rather than in __init__ so checkpoints rebuild without the file; a resumed checkpoint's
+            # weights are restored after this and win.
+            self.load_kp_detector(self.hparams.kp_detector_path)
+            if self.hparams.kp_pretrain_steps > 0:
+                rank_zero_warn("fsrt: kp_detector_path is given and kp_pretrain_steps > 0; the loaded detector is "
+                               "trained further during the pretraining stage")
+        elif self.hparams.kp_pretrain_steps == 0:
+            rank_zero_warn("fsrt: no kp_detector_path and kp_pretrain_steps=0: FSRT trains with a frozen, randomly "
+                           "initialised keypoint detector")
+
+    def keypoint_pretraining_loss(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+        """Pretraining stage: L1 between detected keypoints and the landmark-derived ones of every frame."""
+        if "source_landmarks" not in batch or "driving_landmarks" not in batch:
+            raise RuntimeError("fsrt: kp_pretrain_steps > 0 needs 68-point landmarks in the training data "
+                               "(annotations/<split>/<video>.npz); otherwise load a detector with kp_detector_path "
+                               "and set kp_pretrain_steps to 0")
+        frames = torch.cat([batch["source"], batch["driving"]], dim=1).flatten(0, 1)
+        landmarks = torch.cat([batch["source_landmarks"], batch["driving_landmarks"]], dim=1).flatten(0, 1)
+        target = landmarks_to_keypoints(landmarks.to(frames.dtype), tuple(frames.shape[-2:]))
+        predicted = self.generator.detect(frames)["keypoints"]
+        loss = keypoint_supervision_loss(predicted, target)
+        return {"keypoints": loss, "total": loss}
+
+    # ------------------------------------------------------------------------------------------ training
+    def phase(self, step: int) -> int:
+        """Training phase (1, 2 or 3) of FSRT iteration ``step`` (iterations after the detector pretraining)."""
+        if step < self.hparams.phase2_start:
+            return 1
+        if step < self.hparams.phase3_start or self.discriminator is None:
+            return 2
+        return 3
+
+    def generator_losses(self, batch: dict[str, Any], step: int) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """Generator losses of FSRT iteration ``step`` (its phase decides which, Eq. 16-18).
+
+        Returns:
+            ``(losses, extras)``: weighted terms and their sum ``total``; ``extras`` holds what the discriminator
+            step needs (``generated``/``real`` frames ``[B, 3, H, W]`` and driving ``keypoints``) from phase II on.
+        """
+        hp = self.hparams
+        phase = self.phase(step)
+        source, driving = batch["source"], batch["driving"][:, 0]
+        b, s, _, h, w = source.shape
+        device = source.device
+        frames = torch.cat([source, driving[:, None]], dim=1)  # [B, S+1, 3, H, W]
+
+        # Keypoints before the zoom crop, mapped into it: some now lie outside [-1, 1] (Sec. 3.1).
+        keypoints = self.generator.detect(frames.flatten(0, 1))["keypoints"].unflatten(0, (b, s + 1))
+        centre, zoom = zoom_parameters(b, hp.out_of_frame_probability, hp.out_of_frame_max_zoom, device=device)
+        frames = zoom_crop(frames, centre, zoom)
+        keypoints = zoom_points(keypoints, centre, zoom)
+        kp_source, kp_driving = keypoints[:, :s], keypoints[:, s]
+
+        # Colour jitters A1, A2 (shared by a sample's frames) and A3 (driving only), Sec. 3.2.
+        strengths = (hp.jitter_brightness, hp.jitter_contrast, hp.jitter_saturation, hp.jitter_hue)
+        a1 = color_jitter(frames, jitter_parameters(b, *strengths, device=device))
+        a2 = color_jitter(frames, jitter_parameters(b, *strengths, device=device))
+        driving_a3 = color_jitter(frames[:, s], jitter_parameters(b, *strengths, device=device))
+        driving_a = a2[:, s] if bool(torch.rand(()) < 0.5) else a1[:, s]  # I_D^A, A in {A1, A2}
+        if "driving_landmarks" in batch:
+            face = pixels_to_normalized(batch["driving_landmarks"][:, 0].to(frames.dtype), (h, w))
+            face = zoom_points(face, centre, zoom)
+        else:
+            face = kp_driving
+        driving_crop = keypoint_aware_crop(driving_a3, face_boxes(face, hp.crop_margin))  # Omega(I_D^A3)
+
+        # One frozen-detector pass for all expression inputs; gradients flow into the expression network only.
+        expr_inputs = torch.cat([a1[:, :s].flatten(0, 1), a2[:, :s].flatten(0, 1), driving_a, driving_crop])
+        detected = self.generator.detect(expr_inputs)
+        expressions = self.generator.expression_encoder(detected["features"], detected["heatmaps"])
+        e_src_a1, e_src_a2, e_drv, e_drv_crop = expressions.split([b * s, b * s, b, b])
+        e_src_a1, e_src_a2 = e_src_a1.unflatten(0, (b, s)), e_src_a2.unflatten(0, (b, s))
+
+        losses: dict[str, Tensor] = {}
+        reg = regularisation_loss(e_src_a1, e_src_a2, e_drv, e_drv_crop, hp.invariance_weight, hp.covariance_weight,
+                                  hp.variance_weight, statistical=hp.statistical_regularization)
+        losses["regularisation"] = reg.pop("total")
+        for name, value in reg.items():
+            losses[f"reg_{name}"] = value.detach()  # logged parts, already inside "regularisation"
+
+        use_uncropped = torch.rand(b, device=device) >= hp.crop_probability  # 25%: e of I_D^A
+        e_decode = torch.where(use_uncropped[:, None], e_drv, e_drv_crop)
+        # The encoder sees the A1 colours with the A2 expression vectors (Sec. 3.2).
+        z = self.generator.encode(a1[:, :s], kp_source, e_src_a2)
+        target = a1[:, s]  # [B, 3, H, W]
+        target_flat = target.flatten(2).transpose(1, 2)  # [B, HW, 3]
+        grid = pixel_grid(h, w, target.dtype, device)
+        extras: dict[str, Tensor] = {}
+
+        if phase == 1:
+            index = random_pixel_indices(b, h * w, hp.num_sampled_pixels, device=device)
+            predicted = self.generator.decode(z, grid[index], kp_driving, e_decode)
+            wanted = target_flat.gather(1, index[..., None].expand(-1, -1, 3))
+            losses["mse"] = hp.mse_weight * F.mse_loss(predicted, wanted)
+        else:
+            grad_index, rest_index = strided_pixel_indices(b, h, w, hp.grad_stride, device=device)
+            predicted = self.generator.decode(z, grid[grad_index], kp_driving, e_decode)
+            with torch.no_grad():
+                rest = self.generator.decode(z, grid[rest_index], kp_driving, e_decode,
+                                             chunk_size=hp.render_chunk)
+            full = torch.zeros_like(target_flat)
+            full = full.scatter(1, grad_index[..., None].expand(-1, -1, 3), predicted)
+            full = full.scatter(1, rest_index[..., None].expand(-1, -1, 3), rest)
+            generated = full.transpose(1, 2).reshape(b, 3, h, w)
+            losses["mse"] = hp.mse_weight * F.mse_loss(generated, target)
+            if self.perceptual is not None:
+                losses["perceptual"] = self.perceptual(generated, target)
+            extras = {"generated": generated, "real": target, "keypoints": kp_driving.detach()}
+            if phase == 3 and step >= hp.phase3_start + hp.disc_warmup_steps:
+                fake_out = self.discriminator(generated, keypoints=extras["keypoints"])
+                with torch.no_grad():
+                    real_out = self.discriminator(target, keypoints=extras["keypoints"])
+                losses["gan"] = hp.gan_weight * lsgan_g_loss([pred for _, pred in fake_out.values()])
+                losses["feature_matching"] = feature_matching_loss(
+                    [feats for feats, _ in real_out.values()], [feats for feats, _ in fake_out.values()],
+                    weights=self.feature_matching_weights)
+        losses["total"] = sum(v for k, v in losses.items() if not k.startswith("reg_"))
+        return losses, extras
+
+    def discriminator_losses(self, extras: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Keypoint-aware LSGAN discriminator loss (phase III): ``disc_weight * (E(1 - D(x))^2 + E D(G)^2)``."""
+        real_out = self.discriminator(extras["real"], keypoints=extras["keypoints"])
+        fake_out = self.discriminator(extras["generated"].detach(), keypoints=extras["keypoints"])
+        loss = self.hparams.disc_weight * lsgan_d_loss([p for _, p in real_out.values()],
+                                                       [p for _, p in fake_out.values()])
+        return {"discriminator": loss}
+
+    # ------------------------------------------------------------------------------------------ optimisation
+    @contextmanager
+    def _local_gradients(self) -> Iterator[None]:
+        model = self._trainer.model if self._trainer is not None else None
+        if isinstance(model, DistributedDataParallel):
+            # DDP's reducer expects every registered parameter to receive a gradient in every backward pass; each
+            # stage here uses a different subset (detector, generator, discriminator), so the reducer is kept out
+            # and gradients are averaged by _average_gradients instead.
+            with model.no_sync():
+                yield
+        else:
+            yield
+
+    def _average_gradients(self, optimizer: Any) -> None:
+        world = _world_size()
+        if world == 1:
+            return
+        optimizer = getattr(optimizer, "optimizer", optimizer)
+        # Control flow is the same on every rank, so every rank has gradients for the same parameters, in order.
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        for bucket in _buckets(grads, 1 << 24):
+            flat = torch._utils._flatten_dense_tensors(bucket)
+            dist.all_reduce(flat)
+            flat.div_(world)
+            for grad, synced in zip(bucket, torch._utils._unflatten_dense_tensors(flat, bucket), strict=True):
+                grad.copy_(synced)
+
+    def _average_buffers(self, module: torch.nn.Module) -> None:
+        # BatchNorm statistics of the detector, trained per rank during pretraining, kept identical across ranks.
+        world = _world_size()
+        if world == 1:
+            return
+        for buffer in module.buffers():
+            if buffer.is_floating_point():
+                dist.all_reduce(buffer)
+                buffer.div_(world)
+
+    def _backward(self, optimizer: Any, loss: Tensor) -> None:
+        """Zero, backward, average over processes, step: one manual optimisation step of ``optimizer``."""
+        optimizer.zero_grad(set_to_none=True)
+        with self._local_gradients():
+            self.manual_backward(loss)
+        self._average_gradients(optimizer)
+        optimizer.step()
+
+    def _named_optimizers(self) -> dict[str, Any]:
+        optimizers = self.optimizers()
+        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+        names = ["generator"] + (["discriminator"] if self.discriminator is not None else []) + ["kp_detector"]
+        return dict(zip(names, optimizers, strict=True))
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        hp = self.hparams
+        iteration = int(self.train_iteration.item())
+        optimizers = self._named_optimizers()
+        batch_size = batch["source"].shape[0]
+        logs: dict[str, Tensor | float] = {}
+        if iteration < hp.kp_pretrain_steps:
+            self.generator.set_kp_detector_trainable(True)
+            optimizer = optimizers["kp_detector"]
+            self.toggle_optimizer(optimizer)
+            losses = self.keypoint_pretraining_loss(batch)
+            self._backward(optimizer, losses["total"])
+            self.untoggle_optimizer(optimizer)
+            self._average_buffers(self.generator.kp_detector)
+            logs["stage"] = 0.0
+        else:
+            self.generator.set_kp_detector_trainable(False)
+            step = iteration - hp.kp_pretrain_steps
+            optimizer = optimizers["generator"]
+            self.toggle_optimizer(optimizer)
+            losses, extras = self.generator_losses(batch, step)
+            self._backward(optimizer, losses["total"])
+            self.untoggle_optimizer(optimizer)
+            schedulers = self.lr_schedulers()
+            schedulers = schedulers if isinstance(schedulers, list) else [schedulers]
+            schedulers[0].step()
+            if self.phase(step) == 3:
+                optimizer = optimizers["discriminator"]
+                self.toggle_optimizer(optimizer)
+                losses.update(self.discriminator_losses(extras))
+                self._backward(optimizer, losses["discriminator"])
+                self.untoggle_optimizer(optimizer)
+                schedulers[1].step()
+            logs["stage"] = float(self.phase(step))
+            logs["lr"] = optimizers["generator"].param_groups[0]["lr"]
+        self.train_iteration += 1
+        logs.update({name: value.detach() for name, value in losses.items() if name != "total"})
+        self.log_dict({f"train/{k}": v for k, v in logs.items()}, batch_size=batch_size)
+        self.log("train/total", losses["total"].detach(), prog_bar=True, batch_size=batch_size)
+
+    def configure_optimizers(self) -> tuple[list[torch.optim.Optimizer], list[torch.optim.lr_scheduler.LRScheduler]]:
+        hp = self.hparams
+        generator_parameters = [p for name in ("expression_encoder", "encoder", "decoder")
+                                for p in getattr(self.generator, name).parameters()]
+        optimizers = [torch.optim.Adam(generator_parameters, lr=hp.lr)]
+        schedulers = [torch.optim.lr_scheduler.LambdaLR(
+            optimizers[0], WarmupExponentialDecay(hp.lr_warmup_steps, hp.lr_decay_rate, hp.lr_decay_steps))]
+        if self.discriminator is not None:
+            # The released trainer sets the discriminator's rate from the same global curve; its scheduler steps
+            # only in phase III, so it starts at the phase-III offset.
+            optimizers.append(torch.optim.Adam(self.discriminator.parameters(), lr=hp.lr))
+            schedulers.append(torch.optim.lr_scheduler.LambdaLR(optimizers[1], WarmupExponentialDecay(
+                hp.lr_warmup_steps, hp.lr_decay_rate, hp.lr_decay_steps, offset=hp.phase3_start)))
+        optimizers.append(torch.optim.Adam(self.generator.kp_detector.parameters(), lr=hp.kp_lr))
+        return optimizers, schedulers
