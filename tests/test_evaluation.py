@@ -64,3 +64,20 @@ def test_results_files(tmp_path: Path) -> None:
     assert "| fid ↓ | n/a | 0 | unavailable: weights missing |" in markdown
     assert "no registered metric applies" in markdown and "Pairs (source, driving): 1" in markdown
     assert results_markdown(payload) == markdown
+
+
+def test_multi_source_evaluation_items(synthetic_root: Path) -> None:
+    """FSRT's 2-Src protocol: two source frames (0 and F/2) per test item, through the DataModule."""
+    from reenact.data import ReenactDataModule
+    from reenact.data.protocols import source_indices
+
+    module = ReenactDataModule(root=str(synthetic_root), image_size=32, eval_num_sources=2)
+    module.setup("test")
+    same, cross = (loader.dataset for loader in module.test_dataloader())
+    item = same[0]
+    assert item["source"].shape == (2, 3, 32, 32) and cross[0]["source"].shape[0] == 2
+    assert item["source_index"].tolist() == [0, 5] == source_indices(same.records[0], 2)
+    assert module.describe()["eval_num_sources"] == 2
+    model = reenact.models.create_model("copy-source", image_size=32)
+    batch = next(iter(module.test_dataloader()[0]))
+    assert model.animate(batch["source"], batch["driving"]).shape == batch["driving"].shape

@@ -84,6 +84,8 @@ class ReenactDataModule(L.LightningDataModule):
         min_frames: shortest usable video in every split; ``None``: what the sampling mode needs for
             ``train/`` and 2 frames for evaluation splits.
         require_annotations: treat videos without an annotation file as errors.
+        eval_num_sources: source frames per test item: 1 is FOMM's protocol (frame 0); 2 is FSRT's "2-Src"
+            row (frames 0 and F/2 of the source video, see :func:`reenact.data.protocols.source_indices`).
     """
 
     def __init__(
@@ -106,6 +108,7 @@ class ReenactDataModule(L.LightningDataModule):
         check: bool = True,
         min_frames: int | None = None,
         require_annotations: bool = False,
+        eval_num_sources: int = 1,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -133,6 +136,9 @@ class ReenactDataModule(L.LightningDataModule):
         self.check = check
         self.min_frames = min_frames
         self.require_annotations = require_annotations
+        if eval_num_sources < 1:
+            raise ValueError(f"eval_num_sources must be >= 1, got {eval_num_sources}")
+        self.eval_num_sources = eval_num_sources
 
         #: Protocol of each test dataloader, in order.
         self.test_protocols: list[str] = list(PROTOCOLS)
@@ -225,12 +231,13 @@ class ReenactDataModule(L.LightningDataModule):
             keys = self.annotation_keys["test"]
             try:
                 cross = CrossIdentityDataset(records, self.cross_identity_pairs_list, self.image_size,
-                                             self.max_frames_per_video, annotation_keys=keys)
+                                             self.max_frames_per_video, annotation_keys=keys,
+                                             num_sources=self.eval_num_sources)
             except DatasetError as error:
                 raise DatasetError(f"{self.cross_identity_pairs or 'drawn pairs'} against {root / 'test'}: "
                                    f"{error}") from error
             same = SameIdentityDataset(records, self.image_size, self.max_frames_per_video,
-                                       annotation_keys=keys)
+                                       annotation_keys=keys, num_sources=self.eval_num_sources)
             self.test_datasets = [same, cross]
 
     def _min_frames(self, split: str) -> int:
@@ -357,6 +364,7 @@ class ReenactDataModule(L.LightningDataModule):
         return {
             "root": str(root),
             "image_size": self.image_size,
+            "eval_num_sources": self.eval_num_sources,
             "splits": splits,
             "val_split": self.val_split if root.is_dir() else None,
             "sampling": None if spec is None else {"mode": spec.mode, "num_source": spec.num_source,

@@ -52,6 +52,7 @@ __all__ = [
     "make_cross_identity_pairs",
     "save_pairs",
     "select_evenly",
+    "source_indices",
 ]
 
 PROTOCOLS = ("same_identity", "cross_identity")
@@ -79,11 +80,25 @@ def _frame_indices(record: VideoRecord, max_frames: int | None) -> list[int]:
     return list(range(count))
 
 
+def source_indices(record: VideoRecord, num_sources: int) -> list[int]:
+    """Source frames of an evaluation item: frame 0, then frames spread evenly over the video.
+
+    One source is FOMM's protocol (frame 0); more sources (FSRT's "2-Src" row) add frames at
+    ``i * F / n`` so they show other poses of the same video, e.g. frames 0 and F/2 for two sources.
+    """
+    if num_sources < 1:
+        raise ValueError(f"num_sources must be >= 1, got {num_sources}")
+    return [int(i * record.num_frames // num_sources) for i in range(num_sources)]
+
+
 class _ProtocolDataset(Dataset):
     def __init__(self, records: Sequence[VideoRecord], image_size: int, max_frames: int | None,
-                 annotation_keys: Sequence[str] | None) -> None:
+                 annotation_keys: Sequence[str] | None, num_sources: int = 1) -> None:
         if max_frames is not None and max_frames < 1:
             raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+        if num_sources < 1:
+            raise ValueError(f"num_sources must be >= 1, got {num_sources}")
+        self.num_sources = num_sources
         self.image_size = int(image_size)
         self.max_frames = max_frames
         self.annotation_keys = (
@@ -92,7 +107,8 @@ class _ProtocolDataset(Dataset):
 
     def _item(self, source: VideoRecord, driving: VideoRecord, protocol: str, video: str) -> dict[str, Any]:
         item: dict[str, Any] = {}
-        item.update(load_clip(source, [0], self.image_size, self.annotation_keys, prefix="source"))
+        item.update(load_clip(source, source_indices(source, self.num_sources), self.image_size,
+                              self.annotation_keys, prefix="source"))
         item.update(load_clip(driving, _frame_indices(driving, self.max_frames), self.image_size,
                               self.annotation_keys, prefix="driving"))
         item.update(video=video, source_video=source.name, driving_video=driving.name,
@@ -114,8 +130,9 @@ class SameIdentityDataset(_ProtocolDataset):
     protocol = "same_identity"
 
     def __init__(self, records: Sequence[VideoRecord], image_size: int = 64, max_frames: int | None = None,
-                 max_videos: int | None = None, annotation_keys: Sequence[str] | None = None) -> None:
-        super().__init__(records, image_size, max_frames, annotation_keys)
+                 max_videos: int | None = None, annotation_keys: Sequence[str] | None = None,
+                 num_sources: int = 1) -> None:
+        super().__init__(records, image_size, max_frames, annotation_keys, num_sources)
         self.records = select_evenly(records, max_videos)
 
     def __len__(self) -> int:
@@ -140,8 +157,9 @@ class CrossIdentityDataset(_ProtocolDataset):
     protocol = "cross_identity"
 
     def __init__(self, records: Sequence[VideoRecord], pairs: Sequence[tuple[str, str]], image_size: int = 64,
-                 max_frames: int | None = None, annotation_keys: Sequence[str] | None = None) -> None:
-        super().__init__(records, image_size, max_frames, annotation_keys)
+                 max_frames: int | None = None, annotation_keys: Sequence[str] | None = None,
+                 num_sources: int = 1) -> None:
+        super().__init__(records, image_size, max_frames, annotation_keys, num_sources)
         by_name = {record.name: record for record in records}
         problems = []
         self.pairs: list[tuple[VideoRecord, VideoRecord]] = []
