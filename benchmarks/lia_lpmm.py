@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import statistics
 import sys
 import time
@@ -33,14 +31,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-LAYOUTS = ROOT / "tests" / "data" / "official_state_dict_layouts.json"
-
-
-def machine() -> dict[str, object]:
-    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "load_average_1min": os.getloadavg()[0]}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import LAYOUTS, stamp, write  # noqa: E402
 
 
 def parameters() -> dict[str, object]:
@@ -109,17 +101,12 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=10, help="timed frames (default 10)")
     options = parser.parse_args()
     torch.set_num_threads(2)
-    result = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "machine": machine(),
-              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "parameters": parameters(),
-              "speed_256px_cpu": speed(options.frames), "nme_vs_k": nme_vs_k()}
-    out = Path(options.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    result = {**stamp(), "parameters": parameters(), "speed_256px_cpu": speed(options.frames),
+              "nme_vs_k": nme_vs_k()}
     p, s, n = result["parameters"], result["speed_256px_cpu"], result["nme_vs_k"]
     lines = [
-        "# LIA / LPMM benchmark", "",
-        f"Command: `{result['command']}`  ", f"Machine: {result['machine']}  ", f"Date: {result['date']}", "",
-        "## Parameters (paper preset, generator)", "",
+        "# LIA / LPMM benchmark",
+        "## Parameters (paper preset, generator state-dict entries)", "",
         "| | reenact | official (wyhsirius/LIA) |", "|---|---|---|",
         f"| generator | {p['reenact_generator']:,} | {p['official_generator']:,} |",
         f"| encoder / decoder | {p['reenact_encoder']:,} / {p['reenact_decoder']:,} | 22.70 M / 22.42 M |", "",
@@ -130,10 +117,9 @@ def main() -> int:
         "## LPMM landmark NME vs k (PCA basis bound, synthetic held-out identities)", "",
         f"Fitted on {n['train_frames']} training frames, evaluated on {n['test_frames']} test frames "
         f"({n['image_size']} px).", "", "| k | NME (% of inter-ocular distance) |", "|---|---|",
-        *[f"| {k} | {100 * v:.3f} |" for k, v in n["nme_by_k"].items()], "",
+        *[f"| {k} | {100 * v:.3f} |" for k, v in n["nme_by_k"].items()],
     ]
-    out.with_suffix(".md").write_text("\n".join(lines))
-    print("\n".join(lines))
+    write(options.out, result, lines)
     return 0
 
 

@@ -1,0 +1,42 @@
+"""Helpers shared by the benchmark scripts: machine description and result files."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+LAYOUTS = ROOT / "tests" / "data" / "official_state_dict_layouts.json"
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on, including how busy it was (1-minute load average)."""
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(), "load_average_1min": round(os.getloadavg()[0], 2)}
+
+
+def command() -> str:
+    return " ".join(["python", *sys.argv])
+
+
+def write(out: str | Path, result: dict[str, Any], markdown: list[str]) -> None:
+    """``<out>.json`` and ``<out>.md``; the Markdown starts with the command, machine and date."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    header = [f"Command: `{result['command']}`  ", f"Machine: {result['machine']}  ", f"Date: {result['date']}", ""]
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    text = "\n".join([markdown[0], "", *header, *markdown[1:], ""])
+    out.with_suffix(".md").write_text(text)
+    print(text)
+
+
+def stamp() -> dict[str, Any]:
+    return {"command": command(), "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
