@@ -154,6 +154,40 @@ def run_lightning(command: str, args: list[str]) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------- shared by predict/edit
+def _output_path(out: str, overwrite: bool, command: str) -> Path:
+    """Refuse to overwrite ``out`` unless asked, before any work starts."""
+    from reenact.data.video import check_writable
+
+    try:
+        return check_writable(out, overwrite)
+    except FileExistsError as error:
+        raise SystemExit(f"reenact {command}: {error}") from None
+
+
+def _read_frames(path: str | Path, size: int, command: str, max_frames: int | None = None,
+                 still: bool = False) -> Any:
+    """A video, frame folder or (``still``) an image / a video's first frame -> ``[N, 3, size, size]`` in [0, 1]."""
+    import torch
+    import torch.nn.functional as F
+
+    from reenact.data.video import IMAGE_SUFFIXES, VideoReadError, read_image, read_video
+
+    path = Path(path)
+    if not path.exists():
+        raise SystemExit(f"reenact {command}: {path} not found")
+    try:
+        if still and path.suffix.lower() in IMAGE_SUFFIXES:
+            frames = read_image(path)[None]
+        else:
+            frames = read_video(path, max_frames=1 if still else max_frames)
+    except VideoReadError as error:
+        raise SystemExit(f"reenact {command}: {error}") from None
+    tensor = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(255)
+    resized = F.interpolate(tensor, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return resized.clamp(0, 1)
+
+
 # --------------------------------------------------------------------------------------------- predict
 def _predict_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -180,25 +214,12 @@ def run_predict(args: list[str]) -> int:
     options = _predict_parser().parse_args(args)
     import numpy as np
     import torch
-    import torch.nn.functional as F
     from rich.progress import Progress
 
-    from reenact.data.video import (
-        IMAGE_SUFFIXES,
-        VideoReadError,
-        check_writable,
-        read_image,
-        read_video,
-        video_fps,
-        write_video,
-    )
+    from reenact.data.video import video_fps, write_video
     from reenact.models import create_model, load_from_checkpoint
 
-    out = Path(options.out)
-    try:
-        check_writable(out, options.overwrite)
-    except FileExistsError as error:
-        raise SystemExit(f"reenact predict: {error}") from None
+    out = _output_path(options.out, options.overwrite, "predict")
     if out.suffix.lower() not in (".mp4", ".mov", ".avi", ".gif", ".mkv"):
         raise SystemExit(f"reenact predict: {out}: unsupported output format {out.suffix!r} (use .mp4/.mov/.avi/.gif)")
     for path in (options.source, options.driving):
@@ -217,38 +238,15 @@ def run_predict(args: list[str]) -> int:
             raise SystemExit(f"reenact predict: {options.model} is a learned model; give its trained --ckpt")
     model = model.to(options.device).eval()
     size = model.image_size
-
-    try:
-        source_path = Path(options.source)
-        if source_path.suffix.lower() in IMAGE_SUFFIXES:
-            source_frame = read_image(source_path)
-        else:
-            source_frame = read_video(source_path, max_frames=1)[0]
-        driving_frames = read_video(options.driving, max_frames=options.max_frames)
-    except VideoReadError as error:
-        raise SystemExit(f"reenact predict: {error}") from None
-
-    def to_tensor(frames: np.ndarray) -> torch.Tensor:
-        tensor = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(255)
-        return F.interpolate(tensor, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-
-    source = to_tensor(source_frame[None]).clamp(0, 1)[None].to(options.device)
-    driving = to_tensor(driving_frames).clamp(0, 1)[None].to(options.device)
-    generated_chunks = []
+    source = _read_frames(options.source, size, "predict", still=True)[None].to(options.device)
+    driving = _read_frames(options.driving, size, "predict", max_frames=options.max_frames)[None].to(options.device)
     started = time.perf_counter()
     with Progress(console=console, transient=False) as progress, torch.no_grad():
         task = progress.add_task(f"animating {driving.shape[1]} frames", total=driving.shape[1])
-        first = driving[:, :1]
-        for start in range(0, driving.shape[1], options.chunk):
-            chunk = driving[:, start:start + options.chunk]
-            if options.relative and start > 0:
-                output = model.animate(source, torch.cat([first, chunk], 1), relative=True)[:, 1:]
-            else:
-                output = model.animate(source, chunk, relative=options.relative)
-            generated_chunks.append(output.cpu())
-            progress.advance(task, chunk.shape[1])
+        generated = model.generate_video(source, driving, options.relative, chunk=options.chunk,
+                                         on_frames=lambda count: progress.advance(task, count))
     seconds = time.perf_counter() - started
-    generated = torch.cat(generated_chunks, 1)[0]
+    generated = generated[0].cpu()
     if options.side_by_side:
         panels = [source[0].cpu().expand(generated.shape[0], -1, -1, -1), driving[0].cpu(), generated]
         generated = torch.cat(panels, dim=3)
@@ -312,24 +310,11 @@ def run_edit(args: list[str]) -> int:
 
     import numpy as np
     import torch
-    import torch.nn.functional as F
 
-    from reenact.data.video import (
-        IMAGE_SUFFIXES,
-        VideoReadError,
-        atomic_path,
-        check_writable,
-        read_image,
-        read_video,
-        write_video,
-    )
+    from reenact.data.video import atomic_path, write_video
     from reenact.models import load_from_checkpoint
 
-    out = Path(options.out)
-    try:
-        check_writable(out, options.overwrite)
-    except FileExistsError as error:
-        raise SystemExit(f"reenact edit: {error}") from None
+    out = _output_path(options.out, options.overwrite, "edit")
     video_out = out.suffix.lower() in (".mp4", ".mov", ".avi", ".gif", ".mkv")
     if options.sweep is not None and not video_out:
         raise SystemExit(f"reenact edit: --sweep writes a video; {out} should end in .mp4/.gif")
@@ -346,17 +331,8 @@ def run_edit(args: list[str]) -> int:
     model = load_from_checkpoint(options.ckpt).eval()
     from reenact.models.lpmm import control
 
-    def load(path: str) -> torch.Tensor:
-        try:
-            frame = read_image(path) if Path(path).suffix.lower() in IMAGE_SUFFIXES else read_video(path, 1)[0]
-        except VideoReadError as error:
-            raise SystemExit(f"reenact edit: {error}") from None
-        tensor = torch.from_numpy(frame).permute(2, 0, 1).float().div(255)[None]
-        size = model.image_size
-        return F.interpolate(tensor, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-
-    source = load(options.source)
-    driving = load(options.driving) if options.driving else None
+    source = _read_frames(options.source, model.image_size, "edit", still=True)
+    driving = _read_frames(options.driving, model.image_size, "edit", still=True) if options.driving else None
     with torch.no_grad():
         if options.sweep is not None:
             frames = control.sweep(model, source, options.sweep, torch.linspace(low, high, options.steps).tolist(),

@@ -10,6 +10,7 @@ code. Test runs write ``results.json`` and ``results.md`` into the run's log dir
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -91,22 +92,29 @@ class ReenactmentModule(L.LightningModule):
         ).to(self.device)
 
     @torch.no_grad()
-    def generate_video(self, source: torch.Tensor, driving: torch.Tensor, relative: bool) -> torch.Tensor:
-        """``animate`` over a whole video, in chunks of ``eval_chunk`` frames unless the model is stateful.
+    def generate_video(self, source: torch.Tensor, driving: torch.Tensor, relative: bool, chunk: int | None = None,
+                       on_frames: Callable[[int], None] | None = None) -> torch.Tensor:
+        """``animate`` over a whole video in chunks of ``chunk`` (default ``eval_chunk``) frames, bounding memory.
 
-        In relative mode every chunk is animated with the video's first driving frame prepended, so all
-        chunks share one reference frame.
+        Stateful models (``stateful_animation``) get the whole video in one call. In relative mode every chunk
+        is animated with the video's first driving frame prepended, so all chunks share one reference frame.
+        ``on_frames(n)`` is called after each chunk with its frame count (progress display).
+
+        Shapes: ``source [B, S, 3, H, W]``, ``driving [B, T, 3, H, W]`` -> ``[B, T, 3, H, W]``.
         """
-        if self.stateful_animation or driving.shape[1] <= self.eval_chunk:
-            return self.animate(source, driving, relative=relative)
+        chunk = chunk or self.eval_chunk
+        if self.stateful_animation or driving.shape[1] <= chunk:
+            chunk = driving.shape[1]
         outputs = []
         first = driving[:, :1]
-        for start in range(0, driving.shape[1], self.eval_chunk):
-            chunk = driving[:, start:start + self.eval_chunk]
+        for start in range(0, driving.shape[1], chunk):
+            part = driving[:, start:start + chunk]
             if relative and start > 0:
-                outputs.append(self.animate(source, torch.cat([first, chunk], 1), relative=True)[:, 1:])
+                outputs.append(self.animate(source, torch.cat([first, part], 1), relative=True)[:, 1:])
             else:
-                outputs.append(self.animate(source, chunk, relative=relative))
+                outputs.append(self.animate(source, part, relative=relative))
+            if on_frames is not None:
+                on_frames(part.shape[1])
         return torch.cat(outputs, 1)
 
     def _evaluation_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
