@@ -40,3 +40,17 @@ def write(out: str | Path, result: dict[str, Any], markdown: list[str]) -> None:
 
 def stamp() -> dict[str, Any]:
     return {"command": command(), "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
+def reference_ms(repeats: int = 20) -> float:
+    """Median ms of a 1024x1024 float32 matmul on this machine, measured now: the yardstick that model
+    timings are divided by, so runs on busy or different machines stay comparable."""
+    import statistics
+
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    times = []
+    for _ in range(repeats + 2):
+        started = time.perf_counter()
+        a @ b
+        times.append(1000 * (time.perf_counter() - started))
+    return statistics.median(times[2:])

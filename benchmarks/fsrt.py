@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import LAYOUTS, stamp, write  # noqa: E402
+from common import LAYOUTS, reference_ms, stamp, write  # noqa: E402
 
 SMALL_DECODER = {"decoder_heads": 6, "decoder_mlp_dim": 768, "render_hidden": (1536, 768)}
 
@@ -144,7 +144,9 @@ def main() -> int:
     if options.memory_child:
         memory_child(options.memory_child)
         return 0
-    result = {**stamp(), "parameters": parameters(), "speed_256px_cpu": {
+    reference = reference_ms()
+    result = {**stamp(), "reference_matmul_1024_ms": round(reference, 2), "parameters": parameters(),
+              "speed_256px_cpu": {
         "decoder": speed(False, options.frames), "small_decoder": speed(True, options.frames)},
         "memory_vs_chunk": memory([4096, 16384, 65536]), "train_throughput_tiny": throughput()}
     p, s, m, t = (result[k] for k in ("parameters", "speed_256px_cpu", "memory_vs_chunk", "train_throughput_tiny"))
@@ -153,8 +155,11 @@ def main() -> int:
         "## Parameters (paper preset)", "", "| part | reenact | official (andrerochow/fsrt) |", "|---|---|---|",
         *[f"| {k} | {v['reenact']:,} | {v['official']:,} |" for k, v in p.items()], "",
         "## CPU ms per frame at 256 px (2 threads, batch 1, one source encoded once)", "",
-        "| decoder | source encoding (once) | per driving frame (median) |", "|---|---|---|",
-        *[f"| {k} | {v['source_encoding_ms']} ms | {v['ms_per_frame_median']} ms |" for k, v in s.items()], "",
+        f"Reference measured in the same run: a 1024x1024 float32 matmul takes {reference:.2f} ms.", "",
+        "| decoder | source encoding (once) | per driving frame (median) | frame / reference matmul |",
+        "|---|---|---|---|",
+        *[f"| {k} | {v['source_encoding_ms']} ms | {v['ms_per_frame_median']} ms | "
+          f"{v['ms_per_frame_median'] / reference:.0f}x |" for k, v in s.items()], "",
         "## Peak memory against the pixel-chunk size (one 256 px frame)", "",
         "| chunk (pixels) | peak RSS before decoding | peak RSS after decoding |", "|---|---|---|",
         *[f"| {r['chunk']:,} | {r['peak_rss_before_decode_mb']:.0f} MB | {r['peak_rss_mb']:.0f} MB |" for r in m],

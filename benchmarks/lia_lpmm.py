@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import LAYOUTS, stamp, write  # noqa: E402
+from common import LAYOUTS, reference_ms, stamp, write  # noqa: E402
 
 
 def parameters() -> dict[str, object]:
@@ -101,7 +101,9 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=10, help="timed frames (default 10)")
     options = parser.parse_args()
     torch.set_num_threads(2)
-    result = {**stamp(), "parameters": parameters(), "speed_256px_cpu": speed(options.frames),
+    reference = reference_ms()
+    result = {**stamp(), "reference_matmul_1024_ms": round(reference, 2), "parameters": parameters(),
+              "speed_256px_cpu": speed(options.frames),
               "nme_vs_k": nme_vs_k()}
     p, s, n = result["parameters"], result["speed_256px_cpu"], result["nme_vs_k"]
     lines = [
@@ -113,7 +115,8 @@ def main() -> int:
         "## CPU speed at 256 px (2 threads, batch 1, source encoded once)", "",
         f"- source encoding: {s['source_encoding_ms']} ms (once per video)",
         f"- per driving frame: {s['ms_per_frame_median']} ms median, {s['ms_per_frame_min']} ms best "
-        f"({s['frames_timed']} frames)", "",
+        f"({s['frames_timed']} frames); {s['ms_per_frame_median'] / reference:.0f}x a 1024x1024 float32 matmul "
+        f"measured in the same run ({reference:.2f} ms)", "",
         "## LPMM landmark NME vs k (PCA basis bound, synthetic held-out identities)", "",
         f"Fitted on {n['train_frames']} training frames, evaluated on {n['test_frames']} test frames "
         f"({n['image_size']} px).", "", "| k | NME (% of inter-ocular distance) |", "|---|---|",
