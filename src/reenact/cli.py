@@ -38,7 +38,7 @@ commands:
   edit       edit a portrait's pose with LPMM parameters or presets, or sweep one to a video:
              reenact edit --ckpt C --source IMG --param 3=+1.5 --preset surprise --out OUT.png
   models     table of registered models, presets and parameter counts
-  data       dataset tools: `reenact data check ROOT`, `reenact data synth --out DIR`
+  data       dataset tools: `reenact data check ROOT`, `reenact data annotate ROOT`, `reenact data synth --out DIR`
 
 fit/validate/test accept Lightning CLI options: -c/--config FILE, --print_config, --trainer.*, --data.*,
 --model.* (see `reenact fit --model NAME --help`). Without --data.root the embedded synthetic dataset is
@@ -408,6 +408,13 @@ def run_data(args: list[str]) -> int:
     check.add_argument("--min-frames", type=int, default=2, help="shortest usable video (default: 2)")
     check.add_argument("--require-annotations", action="store_true", help="treat missing annotations as errors")
     check.add_argument("--json", dest="json_out", help="also write the report as JSON to this file")
+    annotate = commands.add_parser("annotate", help="write 68 landmarks and head pose per frame with a landmark "
+                                                    "backend (annotations/<split>/<video>.npz)")
+    annotate.add_argument("root", help="dataset root with train/ and test/ (optional val/)")
+    annotate.add_argument("--backend", default="dlib", help="landmark backend: dlib (default), face-alignment, "
+                                                            "mediapipe")
+    annotate.add_argument("--overwrite", action="store_true", help="re-annotate videos that already have a file")
+    annotate.add_argument("--json", dest="json_out", help="also write the summary as JSON to this file")
     synth = commands.add_parser("synth", help="write a synthetic talking-head dataset with ground truth")
     synth.add_argument("--out", required=True, help="output root (FOMM layout + annotations/)")
     synth.add_argument("--videos", type=int, default=40, help="number of videos (default: 40)")
@@ -441,6 +448,9 @@ def run_data(args: list[str]) -> int:
         console.print(f"[green]{options.root}: dataset OK[/green]")
         return 0
 
+    if options.command == "annotate":
+        return _annotate(options)
+
     from reenact.data.synthetic import generate_dataset
 
     out = Path(options.out)
@@ -454,6 +464,34 @@ def run_data(args: list[str]) -> int:
     generate_dataset(out, videos=options.videos, frames=options.frames, size=options.size, seed=options.seed,
                      video_format=options.format, progress=True)
     console.print(f"wrote {options.videos} videos to {out} in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def _annotate(options: argparse.Namespace) -> int:
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from reenact.data.annotate import annotate_dataset
+    from reenact.data.discovery import DatasetError, list_entries
+
+    root = Path(options.root)
+    total = sum(len(list_entries(root / split)[0]) for split in ("train", "val", "test") if (root / split).is_dir())
+    try:
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task(f"annotating {total} videos with {options.backend}", total=total)
+            summary = annotate_dataset(root, backend=options.backend, overwrite=options.overwrite,
+                                       on_video=lambda _: progress.advance(task))
+    except (DatasetError, RuntimeError, KeyError) as error:
+        raise SystemExit(f"reenact data annotate: {error}") from None
+    table = Table(title=f"annotations of {root} ({options.backend})")
+    for column in ("written", "kept (already annotated)", "no face found"):
+        table.add_column(column)
+    table.add_row(str(len(summary.written)), str(len(summary.kept)), str(len(summary.no_face)))
+    console.print(table)
+    for name in summary.no_face:
+        console.print(f"[yellow]no face in any frame of {name}: no annotation written[/yellow]")
+    if options.json_out:
+        Path(options.json_out).write_text(json.dumps(summary.to_json(), indent=2) + "\n")
     return 0
 
 

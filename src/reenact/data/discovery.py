@@ -340,6 +340,7 @@ ANNOTATION_SCHEMA: dict[str, tuple[str | int, ...]] = {
     "scale": ("F",),
     "identity_coeffs": ("*",),
     "identity": (),
+    "detected": ("F",),  # uint8 1/0: the frame's landmarks were detected (1) or filled from a neighbour (0)
 }
 # The per-frame arrays that samples carry (as source_<key> / driving_<key>).
 SAMPLE_ANNOTATION_KEYS = ("landmarks", "pose", "expression")

@@ -247,7 +247,8 @@ class LPMM(ReenactmentModule):
         if "landmarks" not in datamodule.annotation_keys.get("train", []):
             raise ValueError("LPMM builds its landmark basis from the training split's annotations "
                              "(annotations/train/<video>.npz with a 'landmarks' [F, 68, 2] array), and this "
-                             "dataset has none; `reenact data synth` writes an annotated dataset")
+                             f"dataset has none; `reenact data annotate {datamodule._root()}` writes them with "
+                             "the dlib landmark backend (or use `reenact data synth` for an annotated dataset)")
         arrays = []
         for record in records:
             with np.load(record.annotation, allow_pickle=False) as data:
