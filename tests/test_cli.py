@@ -191,3 +191,21 @@ def test_ddp_fit_then_test_parity(synthetic_root: Path, tmp_path: Path) -> None:
     assert main(["predict", "--ckpt", str(checkpoint), "--source", str(video), "--driving", str(video),
                  "--out", str(out), "--relative"]) == 0
     assert read_video(out).shape == (10, 64, 64, 3)
+
+
+def test_doctor_reports_weights_backends_and_metrics(capsys: pytest.CaptureFixture,
+                                                     monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("REENACT_WEIGHTS_DIR", str(tmp_path))  # nothing placed there
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    assert main(["doctor", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    weights = {row["name"]: row for row in result["weights"]}
+    assert not weights["vgg19-imagenet"]["available"]
+    assert "vgg19-dcbbe1cb.pth" in weights["vgg19-imagenet"]["where"]
+    metrics = {row["name"]: row for row in result["metrics"]}
+    assert metrics["l1"]["available"] and metrics["l1"]["protocols"] == ["same_identity"]
+    assert {"akd", "csim", "fid", "fvd"} <= set(metrics)
+    backends = {(row["kind"], row["name"]): row for row in result["backends"]}
+    assert not backends[("landmarks", "mediapipe")]["available"]  # needs a user-supplied .task file
+    assert main(["doctor"]) == 0
+    assert "metrics that can run now" in capsys.readouterr().out

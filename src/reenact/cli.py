@@ -38,6 +38,7 @@ commands:
   edit       edit a portrait's pose with LPMM parameters or presets, or sweep one to a video:
              reenact edit --ckpt C --source IMG --param 3=+1.5 --preset surprise --out OUT.png
   models     table of registered models, presets and parameter counts
+  doctor     which pretrained weights, face backends and metrics are available, and how to enable the rest
   data       dataset tools: `reenact data check ROOT`, `reenact data annotate ROOT`, `reenact data synth --out DIR`
 
 fit/validate/test accept Lightning CLI options: -c/--config FILE, --print_config, --trainer.*, --data.*,
@@ -495,6 +496,39 @@ def _annotate(options: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------- doctor
+def run_doctor(args: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="reenact doctor",
+        description="Which pretrained weights, face-analysis backends and metrics are available here, and how to "
+                    "enable the others (nothing is downloaded).",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    options = parser.parse_args(args)
+    from rich.table import Table
+
+    from reenact.doctor import report
+
+    result = report()
+    if options.json:
+        console.print_json(json.dumps(result))
+        return 0
+    mark = {True: "[green]yes[/green]", False: "[red]no[/red]"}
+    sections = (("Pretrained weights", "weights", ("name", "what")), ("Face-analysis backends", "backends",
+                ("kind", "name")), ("Metrics", "metrics", ("name", "protocols")))
+    for title, key, columns in sections:
+        table = Table(title=title)
+        for column in (*columns, "available", "where it is, or how to enable it"):
+            table.add_column(column, overflow="fold")
+        for row in result[key]:
+            cells = [", ".join(row[c]) if isinstance(row[c], list) else str(row[c]) for c in columns]
+            table.add_row(*cells, mark[row["available"]], str(row["where"]))
+        console.print(table)
+    runnable = [row["name"] for row in result["metrics"] if row["available"]]
+    console.print(f"metrics that can run now: {', '.join(runnable) or 'none'}")
+    return 0
+
+
 # -------------------------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
@@ -509,7 +543,8 @@ def main(argv: list[str] | None = None) -> int:
     command, rest = args[0], args[1:]
     if command in LIGHTNING_COMMANDS:
         return run_lightning(command, rest)
-    handlers = {"predict": run_predict, "edit": run_edit, "models": run_models, "data": run_data}
+    handlers = {"predict": run_predict, "edit": run_edit, "models": run_models, "data": run_data,
+                "doctor": run_doctor}
     if command not in handlers:
         error_console.print(f"reenact: unknown command {command!r}\n")
         console.print(TOP_HELP, highlight=False, markup=False)

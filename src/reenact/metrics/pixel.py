@@ -107,9 +107,10 @@ class MSSSIM(_FrameAverage):
         self._scales: int | None = None
 
     def backend(self) -> str:
-        scales = "?" if self._scales is None else self._scales
+        scales = "up to 5 scales (as many as the frame size allows)" if self._scales is None else \
+            f"{self._scales} scales"
         return f"torchmetrics multiscale_structural_similarity_index_measure, gaussian {self.kernel_size}, " \
-               f"{scales} scales, relu-normalised"
+               f"{scales}, relu-normalised"
 
     def details(self) -> dict[str, Any]:
         return {"scales": self._scales, "kernel_size": self.kernel_size}
