@@ -76,11 +76,15 @@ def test_test_copy_source_on_default_dataset(tmp_path: Path, monkeypatch: pytest
     same = payload["protocols"]["same_identity"]
     assert same["videos"] > 0 and same["frames"] > same["videos"]
     values = {m["name"]: m for m in same["metrics"]}
-    assert set(values) == {"l1", "psnr", "ms_ssim"}
+    assert {"l1", "psnr", "ms_ssim", "akd", "aed", "csim"} == set(values)
     assert 0 < values["l1"]["value"] < 0.5 and values["l1"]["count"] == same["frames"]
     assert values["ms_ssim"]["details"]["scales"] == 3
+    # Face metrics on the synthetic faces: dlib finds them, and the copied source keeps its identity.
+    assert values["akd"]["value"] > 0 and values["akd"]["count"] > 0.9 * same["frames"]
+    assert values["csim"]["value"] > 0.9 and "dlib" in values["csim"]["backend"]
     cross = payload["protocols"]["cross_identity"]
     assert cross["pairs"] and all(len(pair) == 2 for pair in cross["pairs"])
+    assert {m["name"] for m in cross["metrics"]} == {"csim", "ard", "auh"}
     markdown = next((tmp_path / "runs" / "copy-source").rglob("results.md")).read_text()
     assert "| l1 ↓ |" in markdown
     assert "l1" in capsys.readouterr().out  # the table printed to the console

@@ -10,9 +10,14 @@ from reenact.metrics import pixel as _pixel  # noqa: F401  (registers the pixel 
 from reenact.metrics.base import CROSS_IDENTITY, SAME_IDENTITY, MetricResult, ReenactMetric
 from reenact.metrics.registry import build_metrics, get_metric_class, list_metrics, register_metric
 
-DEFAULT_METRICS = ["l1", "psnr", "ms_ssim"]
+#: What a model evaluates when its config names no metrics: the papers' full set (PECHead Tables 1-2, FOMM).
+#: Each metric runs only in the protocols it is defined for (``ReenactMetric.protocols``).
+DEFAULT_METRICS = ["l1", "psnr", "ms_ssim", "fid", "fvd", "akd", "akd_euclidean", "nme", "aed", "csim", "ard",
+                   "auh"]
+#: The quick subset the ``tiny`` presets use on CPU: pixel metrics plus the dlib-based face metrics.
+QUICK_METRICS = ["l1", "psnr", "ms_ssim", "akd", "aed", "csim", "ard", "auh"]
 
 __all__ = [
-    "CROSS_IDENTITY", "DEFAULT_METRICS", "SAME_IDENTITY", "MetricResult", "ReenactMetric", "build_metrics",
-    "get_metric_class", "list_metrics", "register_metric",
+    "CROSS_IDENTITY", "DEFAULT_METRICS", "QUICK_METRICS", "SAME_IDENTITY", "MetricResult", "ReenactMetric",
+    "build_metrics", "get_metric_class", "list_metrics", "register_metric",
 ]

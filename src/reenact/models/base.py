@@ -24,7 +24,7 @@ import reenact
 from reenact.data.datasets import SamplingSpec
 from reenact.data.video import atomic_path
 from reenact.evaluation import results_table, write_results
-from reenact.metrics import CROSS_IDENTITY, DEFAULT_METRICS, SAME_IDENTITY, build_metrics
+from reenact.metrics import CROSS_IDENTITY, QUICK_METRICS, SAME_IDENTITY, build_metrics
 
 PROTOCOLS = (SAME_IDENTITY, CROSS_IDENTITY)
 #: Keys of a protocol batch passed on to the metrics as context (face metrics read them).
@@ -37,7 +37,9 @@ class ReenactmentModule(L.LightningModule):
 
     Args:
         image_size: side of the square frames the model works at, in pixels.
-        metrics: metric names evaluated in validation and test (see ``reenact.metrics.list_metrics``).
+        metrics: metric names evaluated in validation and test (see ``reenact.metrics.list_metrics``);
+            ``None`` is ``reenact.metrics.QUICK_METRICS`` (pixel + dlib face metrics). The ``paper`` presets
+            list ``DEFAULT_METRICS``, the papers' full set with FID and FVD.
         relative: evaluate with relative motion transfer (FOMM) instead of absolute.
         eval_chunk: driving frames generated per ``animate`` call during evaluation; bounds memory on
             long videos. Models with temporal state across frames set ``stateful_animation`` and get
@@ -58,7 +60,7 @@ class ReenactmentModule(L.LightningModule):
                  eval_chunk: int = 16, num_sample_frames: int = 4) -> None:
         super().__init__()
         self.image_size = image_size
-        self.metric_names = list(DEFAULT_METRICS if metrics is None else metrics)
+        self.metric_names = list(QUICK_METRICS if metrics is None else metrics)
         self.relative = relative
         self.eval_chunk = eval_chunk
         self.num_sample_frames = num_sample_frames
