@@ -1,0 +1,145 @@
+"""Context Adaptation and Propagation (PECHead Sec. 3.3, Fig. 5, Eq. 4) and the frame flow it needs.
+
+Eq. 4::
+
+    h_t          = ConvGRU(f^c_{t-1}, h_{t-1})
+    f~^r_{t-1}   = W(W(f^r_{t-1}, w_{t-1->t}), w^{s->d}_local)          (two-step warping)
+    f^c_t        = FR(CA(c(f^a_t, f~^r_{t-1}, f^c_{t-1}, h_{t-1})))
+
+``h`` and ``f^c`` start as zeros for the first frame. The paper's text says the hidden state "is updated
+with the adapted feature f^c_t"; we update it right after computing ``f^c_t`` (``h_t = ConvGRU(f^c_t, h_{t-1})``)
+and hand ``h_t`` to the next frame, which is Eq. 4 with the update written one step later (identical values).
+
+The frame flow ``w_{t-1->t}`` is computed between consecutive *source* frames ``x^s_{t-1}, x^s_t`` by an
+image-based estimator (the paper: RAFT, Teed & Deng 2020). :class:`FrameFlow` uses torchvision's RAFT-large
+when its weights resolve through :mod:`reenact.weights` (``raft-large``), otherwise OpenCV's DIS or
+Farneback flow (offline, no weights); the choice is logged. When the source does not change between frames
+(one source image animated by a video) the flow is the identity and is not computed.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from reenact.nn.blocks import ConvGRUCell, ResBlock2d, SameBlock2d
+from reenact.nn.warping import flow_to_grid, warp
+
+log = logging.getLogger(__name__)
+
+FlowMethod = Literal["auto", "raft", "dis", "farneback"]
+
+
+class FrameFlow:
+    """Backward optical flow between consecutive frames, as a sampling grid (no gradients).
+
+    Args:
+        method: ``"raft"`` (torchvision RAFT-large, weights via ``reenact.weights``; raises
+            ``MissingWeightsError`` if absent), ``"dis"`` / ``"farneback"`` (OpenCV, offline), or ``"auto"``
+            (RAFT when its weights are available, else DIS).
+
+    Call: ``previous [B, 3, H, W]``, ``current [B, 3, H, W]`` in ``[0, 1]`` -> grid ``[B, H, W, 2]`` with
+    ``warp(previous, grid) ~ current``.
+    """
+
+    def __init__(self, method: FlowMethod = "auto") -> None:
+        if method not in ("auto", "raft", "dis", "farneback"):
+            raise ValueError(f"unknown frame flow {method!r}; expected auto, raft, dis or farneback")
+        self._raft: nn.Module | None = None
+        if method == "auto":
+            from reenact import weights
+
+            method = "raft" if weights.available("raft-large") else "dis"
+        if method == "raft":
+            self._raft = self._load_raft()
+        self.method = method
+        log.info("PECHead frame flow for CAP: %s", {"raft": "RAFT-large (torchvision)",
+                                                    "dis": "OpenCV DIS (offline classical flow)",
+                                                    "farneback": "OpenCV Farneback (offline classical flow)"}[method])
+
+    @staticmethod
+    def _load_raft() -> nn.Module:
+        from torchvision.models.optical_flow import raft_large
+
+        from reenact import weights
+
+        model = raft_large(weights=None, progress=False)
+        model.load_state_dict(weights.load_state_dict_file(weights.resolve("raft-large")))
+        return model.eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def __call__(self, previous: Tensor, current: Tensor) -> Tensor:
+        if self._raft is not None:
+            raft = self._raft.to(current.device)
+            # RAFT(image1, image2) gives flow with image1(p) ~ image2(p + flow): image1 = current frame.
+            flow = raft(current.float() * 2 - 1, previous.float() * 2 - 1, num_flow_updates=12)[-1]
+            return flow_to_grid(flow).to(current.dtype)
+        return flow_to_grid(self._opencv(previous, current)).to(current.dtype)
+
+    def _opencv(self, previous: Tensor, current: Tensor) -> Tensor:
+        import cv2
+
+        def gray(x: Tensor) -> np.ndarray:
+            rgb = (x.detach().float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+            return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+
+        flows = []
+        for prev, cur in zip(previous, current, strict=True):
+            a, b = gray(cur), gray(prev)
+            if self.method == "dis":
+                dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+                flow = dis.calc(a, b, None)
+            else:
+                flow = cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 15, 3, 5, 1.2, 0)
+            flows.append(torch.from_numpy(flow).permute(2, 0, 1))
+        return torch.stack(flows).to(current.device)
+
+
+class CAP(nn.Module):
+    """Eq. 4 for one frame.
+
+    Args:
+        channels: ``C`` of the aligned feature ``f^a`` (and of ``f^r``, ``f^c``, ``h``).
+        num_adaptation_blocks: conv blocks of Context Adaptation (CA) after the ``4C -> C`` reduction.
+        num_refinement_blocks: residual blocks of Feature Refinement (FR).
+
+    Forward: ``aligned [B, C, h, w]`` (``f^a_t``), ``raw [B, C, h, w]`` (``f^r_t``, kept for the next frame),
+    ``local_deformation [B, h', w', 2]``, ``frame_grid [B, H', W', 2]`` or ``None`` (source unchanged), ``state``
+    (``None`` for the first frame) -> ``(f^c_t [B, C, h, w], new state)``. The state is a dict ``raw``, ``adapted``,
+    ``hidden``.
+    """
+
+    def __init__(self, channels: int, num_adaptation_blocks: int = 2, num_refinement_blocks: int = 2) -> None:
+        super().__init__()
+        adaptation: list[nn.Module] = [SameBlock2d(4 * channels, channels)]
+        adaptation += [SameBlock2d(channels, channels) for _ in range(num_adaptation_blocks)]
+        self.adaptation = nn.Sequential(*adaptation)
+        self.refinement = nn.Sequential(*[ResBlock2d(channels) for _ in range(num_refinement_blocks)])
+        self.gru = ConvGRUCell(channels, channels)
+
+    @staticmethod
+    def initial_state(raw: Tensor) -> dict[str, Tensor]:
+        """Zeros for ``h`` and ``f^c`` (Sec. 3.3); the previous raw feature of the first frame is zero as well, so
+        the first frame's two-step warp contributes nothing."""
+        zeros = torch.zeros_like(raw)
+        return {"raw": zeros, "adapted": zeros, "hidden": zeros}
+
+    def forward(self, aligned: Tensor, raw: Tensor, local_deformation: Tensor, frame_grid: Tensor | None,
+                state: dict[str, Tensor] | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        if state is None:
+            state = self.initial_state(raw)
+        previous = state["raw"]
+        if frame_grid is not None:
+            previous = warp(previous, frame_grid)
+        previous = warp(previous, local_deformation)  # two-step warping
+        adapted = self.refinement(self.adaptation(
+            torch.cat([aligned, previous, state["adapted"], state["hidden"]], dim=1)))
+        hidden = self.gru(adapted, state["hidden"])
+        return adapted, {"raw": raw, "adapted": adapted, "hidden": hidden}
+
+
+__all__ = ["CAP", "FrameFlow"]

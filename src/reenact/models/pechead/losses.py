@@ -1,0 +1,53 @@
+"""PECHead's objective (Sec. 3.4, Eq. 5; supplement Sec. 1, Eq. 1-6; weights supplement 2.3).
+
+``L_G = λ_p L_p + λ_v L_v + λ_k L_k + λ_e L_e + λ_w L_w + λ_G L_G`` with λ = 10, 10, 1, 10, 5, 1, every term
+accumulated over the T frames and divided by T (supplement Sec. 1); ``L_D`` is the hinge loss of the two-scale
+spectral-norm patch discriminator. The shared blocks supply the pieces: :class:`reenact.nn.losses.VGG19Perceptual`
+(FOMM pyramid, L_v), :func:`reenact.nn.losses.equivariance_loss` with :class:`reenact.nn.tps.RandomTPS` (L_e),
+:func:`reenact.nn.losses.hinge_g_loss`/:func:`hinge_d_loss` (L_G/L_D).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from reenact.nn.warping import warp
+
+
+def keypoint_distance_loss(keypoints: Tensor, eta: float = 0.1) -> Tensor:
+    """Supplement Eq. 3: ``sum_i sum_j max(0, η − ||k_i − k_j||²)`` averaged over the leading dims.
+
+    ``keypoints [..., K, 2]`` -> scalar. The diagonal (``i = j``) contributes the constant ``K·η`` in the
+    paper's sum; it carries no gradient and is left out so the loss can reach 0.
+    """
+    dist = (keypoints.unsqueeze(-2) - keypoints.unsqueeze(-3)).pow(2).sum(-1)  # [..., K, K]
+    k = keypoints.shape[-2]
+    off_diagonal = ~torch.eye(k, dtype=torch.bool, device=keypoints.device)
+    return (torch.relu(eta - dist) * off_diagonal).sum(dim=(-2, -1)).mean()
+
+
+def warping_loss(source: Tensor, driving: Tensor, local_deformation: Tensor | None,
+                 global_deformation: Tensor | None) -> Tensor:
+    """Supplement Eq. 5: ``0.5 |W(x^s, w_local) − x^d|_1 + 0.5 |W(x^s, w_global) − x^d|_1``.
+
+    ``source``/``driving [N, 3, H, W]``; deformations ``[N, h, w, 2]`` (resized to the image by :func:`warp`).
+    An ablation with only one estimator puts its whole weight on that one.
+    """
+    terms = [(warp(source, d) - driving).abs().mean() for d in (local_deformation, global_deformation)
+             if d is not None]
+    return torch.stack(terms).mean()
+
+
+def frozen_logits(discriminator: nn.Module, images: Tensor) -> list[Tensor]:
+    """Per-scale logits of ``discriminator(images)`` with its parameters detached: the generator's adversarial
+    term sends gradients into the images only, without toggling ``requires_grad`` (which DDP forbids between
+    iterations). Same technique as LIA's; a candidate for ``reenact.nn.losses``."""
+    params = {name: p.detach() for name, p in discriminator.named_parameters()}
+    buffers = dict(discriminator.named_buffers())
+    out = functional_call(discriminator, {**params, **buffers}, (images,))
+    return [logits for _, logits in out.values()]
+
+
+__all__ = ["frozen_logits", "keypoint_distance_loss", "warping_loss"]

@@ -1,0 +1,368 @@
+"""Lightning wrapper of PECHead (``reenact fit --model pechead``): Gao et al., "High-Fidelity and Freely
+Controllable Talking Head Video Generation", CVPR 2023 (Sec. 3-4; supplement Sec. 1-2).
+
+Two fit stages, chosen by ``stage`` (supplement 2.3: "R is separately trained"):
+
+* ``stage: reconstructor`` trains only the Face Shape Reconstructor ``R`` (Eq. 1) with the landmark
+  reprojection loss against the dataset's landmarks plus coefficient regularisation
+  (:func:`reenact.models.pechead.reconstructor.reconstructor_loss`). Generator and discriminator are frozen.
+* ``stage: generator`` (default) loads ``R`` from ``reconstructor_ckpt`` (a checkpoint of the first stage), freezes
+  it, and trains ``E`` + ``G`` and the two-scale spectral-norm patch discriminator with Eq. 5:
+  ``10 L_p + 10 L_v + 1 L_k + 10 L_e + 5 L_w + 1 L_G`` and hinge ``L_D`` (:mod:`reenact.models.pechead.losses`).
+  AdamW β = (0.9, 0.999) with a OneCycle schedule from 1e-4 up to 4e-4 (supplement 2.3).
+
+Optimisation is manual and DDP-safe without ``find_unused_parameters`` (the same technique as LIA): one backward
+pass over ``L_G + L_D`` per batch, the generator's adversarial term through a parameter-detached discriminator
+call, then both optimisers step; ``trainer.global_step`` therefore advances by 2 per batch in the generator stage
+(by 1 in the reconstructor stage, which has one optimiser). Frozen modules
+(``R``, or ``G``/``D`` in the reconstructor stage) have ``requires_grad = False`` from construction on, which
+DDP accepts.
+
+Samples are ``sequence`` clips (T = 5 source and T = 5 driving frames of one video): the source clip feeds
+``x^s_t`` and the frame flow of CAP, the driving clip gives the targets.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_info
+
+from reenact.data.datasets import SamplingSpec
+from reenact.models.base import ReenactmentModule
+from reenact.models.pechead.cap import FlowMethod, FrameFlow
+from reenact.models.pechead.losses import frozen_logits, keypoint_distance_loss, warping_loss
+from reenact.models.pechead.model import PECHeadGenerator
+from reenact.models.pechead.reconstructor import (
+    FaceShapeReconstructor,
+    condition_vector,
+    pose_error,
+    reconstructor_loss,
+)
+from reenact.nn.discriminators import MultiScaleDiscriminator
+from reenact.nn.losses import equivariance_loss, hinge_d_loss, hinge_g_loss
+from reenact.nn.tps import RandomTPS
+
+#: Table 4 settings -> (MMFA mode, CAP on).
+VARIANTS: dict[str, tuple[str, bool]] = {
+    "kp": ("kp", False), "lmk": ("lmk", False), "direct": ("direct", False), "featcat": ("featcat", False),
+    "mmfa": ("mmfa", False), "full": ("mmfa", True),
+}
+Coefficients = dict[str, torch.Tensor]
+
+
+class PECHead(ReenactmentModule):
+    """PECHead: ``R`` + ``E`` + ``G`` (encoder, MMFA, CAP, decoder) + two-scale discriminator.
+
+    Args:
+        image_size: frame side (paper 256).
+        stage: ``"generator"`` or ``"reconstructor"`` (see the module docstring).
+        reconstructor_backbone: timm name of ``R``'s CNN (paper ``resnet50``), built with ``pretrained=False``.
+        reconstructor_ckpt: checkpoint whose ``reconstructor.*`` weights initialise ``R`` (generator stage).
+        variant: Table 4 setting: ``kp``, ``lmk``, ``direct``, ``featcat``, ``mmfa`` (no CAP) or ``full``.
+        deformable_alignment: Eq. 3 on (paper) or off (warp only) in every MMFA level.
+        frame_flow: CAP's frame flow: ``auto`` (RAFT-large if its weights resolve, else OpenCV DIS), ``raft``,
+            ``dis``, ``farneback``.
+        num_keypoints, block_expansion, max_features, num_bottleneck_blocks, kp_*, motion_*, dcn_*, cap_*:
+            generator sizes (:class:`PECHeadGenerator`).
+        disc_block_expansion, disc_num_blocks, disc_max_features, disc_padding: each patch discriminator
+            (two scales, 1 and 1/2, spectral norm).
+        pixel_weight, perceptual_weight, keypoint_weight, equivariance_weight, warping_weight, gan_weight:
+            λ_p, λ_v, λ_k, λ_e, λ_w, λ_G of Eq. 5 (10, 10, 1, 10, 5, 1). ``perceptual_weight = 0`` drops the VGG
+            term (no ImageNet weights needed); otherwise the real VGG19 weights must resolve.
+        eta: threshold of L_k (0.1).
+        lr, max_lr: OneCycle base and peak learning rates (1e-4, 4e-4); ``onecycle_steps``: schedule length in
+            batches (``None``: the trainer's estimate).
+        reconstructor_lr, identity_reg, expression_reg: R stage's AdamW rate and regularisation weights.
+        tps_sigma_affine, tps_sigma_tps, tps_points: random TPS of L_e (FOMM: 0.05, 0.005, 5).
+        metrics, relative, eval_chunk, num_sample_frames: see :class:`ReenactmentModule`.
+    """
+
+    registry_name: ClassVar[str] = "pechead"
+    train_sampling: ClassVar[SamplingSpec] = SamplingSpec(mode="sequence", num_source=5, num_driving=5)
+    stateful_animation: ClassVar[bool] = True
+
+    def __init__(self, image_size: int = 64, stage: Literal["generator", "reconstructor"] = "generator",
+                 reconstructor_backbone: str = "resnet10t", reconstructor_ckpt: str | None = None,
+                 variant: str = "full", deformable_alignment: bool = True, frame_flow: FlowMethod = "auto",
+                 num_keypoints: int = 10, block_expansion: int = 16, max_features: int = 128,
+                 num_bottleneck_blocks: int = 2, kp_block_expansion: int = 16, kp_max_features: int = 128,
+                 kp_num_blocks: int = 4, kp_scale_factor: float = 0.5, motion_block_expansion: int = 16,
+                 motion_max_features: int = 128, motion_num_blocks: int = 3, dcn_hidden: int = 32,
+                 dcn_groups: int = 4, cap_adaptation_blocks: int = 1, cap_refinement_blocks: int = 1,
+                 disc_block_expansion: int = 16, disc_num_blocks: int = 4, disc_max_features: int = 128,
+                 disc_padding: int = 1, pixel_weight: float = 10.0, perceptual_weight: float = 0.0,
+                 keypoint_weight: float = 1.0, equivariance_weight: float = 10.0, warping_weight: float = 5.0,
+                 gan_weight: float = 1.0, eta: float = 0.1, lr: float = 1e-4, max_lr: float = 4e-4,
+                 onecycle_steps: int | None = None, reconstructor_lr: float = 1e-4, identity_reg: float = 1e-3,
+                 expression_reg: float = 1e-3, tps_sigma_affine: float = 0.05, tps_sigma_tps: float = 0.005,
+                 tps_points: int = 5, metrics: list[str] | None = None, relative: bool = False,
+                 eval_chunk: int = 16, num_sample_frames: int = 4) -> None:
+        super().__init__(image_size=image_size, metrics=metrics, relative=relative, eval_chunk=eval_chunk,
+                         num_sample_frames=num_sample_frames)
+        self.save_hyperparameters()
+        if stage not in ("generator", "reconstructor"):
+            raise ValueError(f"stage must be 'generator' or 'reconstructor', got {stage!r}")
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown variant {variant!r}; expected one of {sorted(VARIANTS)}")
+        self.automatic_optimization = False
+        motion_mode, use_cap = VARIANTS[variant]
+        self.reconstructor = FaceShapeReconstructor(reconstructor_backbone)
+        if reconstructor_ckpt:
+            self.load_reconstructor(reconstructor_ckpt)
+        self.generator = PECHeadGenerator(
+            cond_dim=self.reconstructor.coefficient_dim, num_keypoints=num_keypoints, block_expansion=block_expansion,
+            max_features=max_features, num_bottleneck_blocks=num_bottleneck_blocks,
+            kp_block_expansion=kp_block_expansion, kp_max_features=kp_max_features, kp_num_blocks=kp_num_blocks,
+            kp_scale_factor=kp_scale_factor, motion_block_expansion=motion_block_expansion,
+            motion_max_features=motion_max_features, motion_num_blocks=motion_num_blocks, dcn_hidden=dcn_hidden,
+            dcn_groups=dcn_groups, motion_mode=motion_mode, deformable=deformable_alignment,  # type: ignore[arg-type]
+            use_cap=use_cap, cap_adaptation_blocks=cap_adaptation_blocks,
+            cap_refinement_blocks=cap_refinement_blocks,
+        )
+        self.discriminator = MultiScaleDiscriminator(
+            scales=(1.0, 0.5), block_expansion=disc_block_expansion, num_blocks=disc_num_blocks,
+            max_features=disc_max_features, spectral_norm=True, padding=disc_padding,
+        )
+        self.perceptual = None
+        if perceptual_weight > 0:
+            from reenact.nn.losses import VGG19Perceptual
+
+            # Raises MissingWeightsError here, at construction, when the VGG19 weights are absent.
+            self.perceptual = VGG19Perceptual()
+        # CAP's frame flow only runs when consecutive source frames differ (training clips, video sources).
+        self.frame_flow = FrameFlow(frame_flow) if use_cap else None
+        if self.frame_flow is not None:
+            rank_zero_info(f"PECHead: CAP frame flow = {self.frame_flow.method}")
+        frozen = [self.reconstructor] if stage == "generator" else [self.generator, self.discriminator]
+        for module in frozen:
+            module.requires_grad_(False)
+
+    # ------------------------------------------------------------------------------------------- helpers
+    def load_reconstructor(self, path: str) -> None:
+        """Initialise ``R`` from the ``reconstructor.*`` entries of a checkpoint (of the reconstructor stage)."""
+        from reenact.weights import load_state_dict_file
+
+        state = load_state_dict_file(path, key="state_dict")
+        prefix = "reconstructor."
+        weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if not weights:
+            raise ValueError(f"{path} holds no '{prefix}*' weights")
+        self.reconstructor.load_state_dict(weights)
+        rank_zero_info(f"PECHead: reconstructor R loaded from {path}")
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        # R's weights are in the state dict; the stage-1 path need not exist where the checkpoint is loaded.
+        if "hyper_parameters" in checkpoint:
+            checkpoint["hyper_parameters"]["reconstructor_ckpt"] = None
+
+    def train(self, mode: bool = True) -> PECHead:
+        super().train(mode)
+        if self.hparams.stage == "generator":
+            self.reconstructor.eval()  # frozen: keep its BatchNorm statistics fixed
+        return self
+
+    def coefficients(self, images: torch.Tensor) -> Coefficients:
+        """``R`` on ``images [B, T, 3, H, W]`` -> coefficient dict with ``[B, T, ...]`` entries."""
+        b, t = images.shape[:2]
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.hparams.stage == "reconstructor"):
+            coeffs = self.reconstructor(images.flatten(0, 1))
+        return {k: v.reshape(b, t, *v.shape[1:]) for k, v in coeffs.items()}
+
+    @staticmethod
+    def relative_coefficients(source: Coefficients, driving: Coefficients) -> Coefficients:
+        """Relative motion transfer (Sec. 4.4): the source's coefficients plus the driving clip's change from its
+        first frame (scale multiplicatively). ``source`` entries ``[B, 1, ...]``, ``driving`` ``[B, T, ...]``."""
+        out = {}
+        for key in ("pose", "translation", "expression"):
+            out[key] = source[key] + (driving[key] - driving[key][:, :1])
+        out["expression"] = out["expression"].clamp(0, 1)
+        out["scale"] = source["scale"] * driving["scale"] / driving["scale"][:, :1]
+        out["identity"] = source["identity"].expand_as(driving["identity"])
+        return out
+
+    def frame_grids(self, source: torch.Tensor) -> torch.Tensor | None:
+        """Frame flow ``w_{t-1->t}`` between consecutive source frames ``[B, T, 3, H, W]`` -> grids
+        ``[B, T, H, W, 2]`` (entry 0 unused), or ``None`` when CAP is off or there is one source frame."""
+        if self.frame_flow is None or source.shape[1] < 2:
+            return None
+        b, t, _, h, w = source.shape
+        grids = self.frame_flow(source[:, :-1].flatten(0, 1), source[:, 1:].flatten(0, 1)).view(b, t - 1, h, w, 2)
+        return torch.cat([grids[:, :1], grids], dim=1)
+
+    def render(self, source: torch.Tensor, source_coeffs: Coefficients, target_coeffs: Coefficients
+               ) -> dict[str, Any]:
+        """Generate frames with the target coefficients.
+
+        Args:
+            source: ``[B, S, 3, H, W]`` with ``S = 1`` (one image) or ``S = T`` (a source clip, frame ``t`` drives
+                frame ``t``; CAP then uses the frame flow between consecutive source frames).
+            source_coeffs: ``R(source)``, ``[B, S, ...]``.
+            target_coeffs: ``[B, T, ...]``; their identity is ignored: ``l^d`` always uses the source identity
+                (Sec. 3.1).
+
+        Returns the generator's output dict (``image [B, T, 3, H, W]``, keypoints, deformations) plus ``lmk_source``,
+        ``lmk_driving``, ``cond_source``, ``cond_driving``.
+        """
+        t = target_coeffs["pose"].shape[1]
+        if source.shape[1] not in (1, t):
+            raise ValueError(f"source must have 1 or T={t} frames, got {source.shape[1]}")
+        size = (source.shape[-2], source.shape[-1])
+        src = {k: v.expand(v.shape[0], t, *v.shape[2:]) for k, v in source_coeffs.items()}
+        lmk_source = self.reconstructor.landmarks(src, size)
+        lmk_driving = self.reconstructor.landmarks(target_coeffs, size, identity=src["identity"])
+        cond_source, cond_driving = condition_vector(src), condition_vector(target_coeffs)
+        out = self.generator(source, cond_source, cond_driving, lmk_source, lmk_driving, self.frame_grids(source))
+        out.update(lmk_source=lmk_source, lmk_driving=lmk_driving, cond_source=cond_source,
+                   cond_driving=cond_driving)
+        return out
+
+    # ----------------------------------------------------------------------------------------- animate
+    def animate(self, source: torch.Tensor, driving: torch.Tensor, *, relative: bool = False) -> torch.Tensor:
+        """``source [B, S, 3, H, W]`` (the first frame is used), ``driving [B, T, 3, H, W]`` -> ``[B, T, 3, H, W]``.
+
+        Absolute: the driving frames' pose and expression with the source identity; relative: the source's
+        coefficients plus the driving change from the first driving frame. CAP runs over the whole clip.
+        """
+        source = source[:, :1]
+        src, drv = self.coefficients(source), self.coefficients(driving)
+        target = self.relative_coefficients(src, drv) if relative else drv
+        return self.render(source, src, target)["image"]
+
+    def edit(self, source: torch.Tensor, *, pose: torch.Tensor | None = None, expression: torch.Tensor | None = None,
+             expression_from: torch.Tensor | None = None, expression_scale: float | torch.Tensor | None = None,
+             relative_pose: bool = False) -> torch.Tensor:
+        """Free pose/expression editing (Sec. 4.3): render ``source [B, 3, H, W]`` with modified coefficients.
+
+        Args:
+            pose: ``[B, 3]`` or ``[3]`` yaw/pitch/roll in degrees: absolute (frontalisation = zeros) or, with
+                ``relative_pose``, added to the source's pose.
+            expression: ``[B, E]`` or ``[E]`` expression coefficients to set.
+            expression_from: ``[B, 3, H, W]`` image whose expression ``R`` estimates and transfers.
+            expression_scale: factor on the (resulting) expression coefficients.
+
+        Returns ``[B, 3, H, W]``. With no modification this is exactly ``animate(source, source)``'s frame.
+        """
+        clip = source.unsqueeze(1)
+        src = self.coefficients(clip)
+        target = {k: v.clone() for k, v in src.items()}
+        if pose is not None:
+            pose = pose.to(source).expand_as(target["pose"][:, 0]).unsqueeze(1)
+            target["pose"] = target["pose"] + pose if relative_pose else pose
+        if expression_from is not None:
+            target["expression"] = self.coefficients(expression_from.unsqueeze(1))["expression"]
+        if expression is not None:
+            target["expression"] = expression.to(source).expand_as(target["expression"][:, 0]).unsqueeze(1)
+        if expression_scale is not None:
+            target["expression"] = target["expression"] * expression_scale
+        return self.render(clip, src, target)["image"][:, 0]
+
+    # ---------------------------------------------------------------------------------------- training
+    def generator_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Eq. 5 terms (weighted) and ``g_total``, plus hinge ``d_total``, for a sequence batch.
+
+        Every term is a mean over the ``B·T`` frames, i.e. accumulated over T and normalised by T (suppl. Sec. 1).
+        """
+        hp = self.hparams
+        source, driving = batch["source"], batch["driving"]
+        if source.shape[1] != driving.shape[1] and source.shape[1] != 1:
+            source = source[:, :1]
+        src, drv = self.coefficients(source), self.coefficients(driving)
+        out = self.render(source, src, drv)
+        b, t = driving.shape[:2]
+        generated, target = out["image"].flatten(0, 1), driving.flatten(0, 1)
+        source_frames = source.expand(b, t, *source.shape[2:]).flatten(0, 1)
+        losses: dict[str, torch.Tensor] = {"pixel": hp.pixel_weight * F.l1_loss(generated, target)}
+        if self.perceptual is not None:
+            losses["perceptual"] = hp.perceptual_weight * self.perceptual(generated, target)
+        kps = torch.cat([out["kp_source"], out["kp_driving"]], dim=1)
+        losses["keypoint"] = hp.keypoint_weight * keypoint_distance_loss(kps, hp.eta) * 2  # sum over z in {s, d}
+        # L_e (suppl. Eq. 4): E on a TPS-warped source with the driving (p, e) vs the warped E(x^s, p^d, e^d).
+        tps = RandomTPS(b * t, hp.tps_sigma_affine, hp.tps_sigma_tps, hp.tps_points, device=source.device,
+                        dtype=source.dtype)
+        kp_transformed = self.generator.keypoints(tps.transform_frame(source_frames),
+                                                  out["cond_driving"].flatten(0, 1))
+        losses["equivariance"] = hp.equivariance_weight * equivariance_loss(
+            out["kp_driving"].flatten(0, 1), kp_transformed, tps)
+        local = out.get("local_deformation")
+        glob = out.get("global_deformation")
+        losses["warping"] = hp.warping_weight * warping_loss(
+            source_frames, target, None if local is None else local.flatten(0, 1),
+            None if glob is None else glob.flatten(0, 1))
+        losses["gan_g"] = hp.gan_weight * hinge_g_loss(frozen_logits(self.discriminator, generated))
+        losses["g_total"] = torch.stack([v for v in losses.values()]).sum()
+        real = [logits for _, logits in self.discriminator(target).values()]
+        fake = [logits for _, logits in self.discriminator(generated.detach()).values()]
+        losses["d_total"] = hinge_d_loss(real, fake)
+        return losses
+
+    def reconstructor_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """R stage: reprojection + regularisation on every source and driving frame of the batch."""
+        if "source_landmarks" not in batch:
+            raise ValueError("the reconstructor stage needs landmark annotations (source_landmarks) in the data")
+        images = torch.cat([batch["source"], batch["driving"]], 1).flatten(0, 1)
+        landmarks = torch.cat([batch["source_landmarks"], batch["driving_landmarks"]], 1).flatten(0, 1)
+        coeffs = self.reconstructor(images)
+        hp = self.hparams
+        losses = reconstructor_loss(self.reconstructor, coeffs, landmarks, (images.shape[-2], images.shape[-1]),
+                                    hp.identity_reg, hp.expression_reg)
+        if "source_pose" in batch:
+            poses = torch.cat([batch["source_pose"], batch["driving_pose"]], 1).flatten(0, 1)
+            losses["pose_error_deg"] = pose_error(coeffs["pose"].detach(), poses.to(coeffs["pose"]))
+        return losses
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        optimizers = self.optimizers()
+        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+        if self.hparams.stage == "reconstructor":
+            losses = self.reconstructor_losses(batch)
+            total = losses["total"]
+        else:
+            losses = self.generator_losses(batch)
+            total = losses["g_total"] + losses["d_total"]
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(total)
+        for optimizer in optimizers:
+            optimizer.step()
+        schedulers = self.lr_schedulers()
+        schedulers = [] if schedulers is None else schedulers if isinstance(schedulers, list) else [schedulers]
+        for scheduler in schedulers:
+            # OneCycle refuses steps past its length; training longer than planned keeps the final rate.
+            if scheduler.last_epoch + 1 < scheduler.total_steps:  # type: ignore[union-attr]
+                scheduler.step()
+        batch_size = batch["source"].shape[0]
+        for name, value in losses.items():
+            self.log(f"train/{name}", value.detach(), prog_bar=name in ("g_total", "d_total", "total"),
+                     batch_size=batch_size)
+        return total.detach()
+
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        if hp.stage == "reconstructor":
+            return torch.optim.AdamW(self.reconstructor.parameters(), lr=hp.reconstructor_lr, betas=(0.9, 0.999))
+        steps = hp.onecycle_steps
+        if steps is None:
+            steps = 100_000
+            if self._trainer is not None:
+                if self.trainer.max_steps and self.trainer.max_steps > 0:
+                    # max_steps counts the steps of both optimisers: two per batch.
+                    steps = -(-self.trainer.max_steps // 2)
+                elif self.trainer.estimated_stepping_batches != float("inf"):
+                    steps = int(self.trainer.estimated_stepping_batches)
+        steps = max(int(steps), 2)
+        optimizers, schedulers = [], []
+        for module in (self.generator, self.discriminator):
+            optimizer = torch.optim.AdamW(module.parameters(), lr=hp.lr, betas=(0.9, 0.999))
+            # initial lr = max_lr / div_factor = lr; momentum cycling off keeps β1 = 0.9 as the paper states.
+            schedulers.append(torch.optim.lr_scheduler.OneCycleLR(
+                optimizer, max_lr=hp.max_lr, total_steps=steps, div_factor=hp.max_lr / hp.lr,
+                cycle_momentum=False))
+            optimizers.append(optimizer)
+        return optimizers, schedulers
+
+
+__all__ = ["PECHead", "VARIANTS"]

@@ -1,0 +1,322 @@
+"""PECHead: shapes of R, E, Φ, deformable alignment, MMFA, CAP and the generator; DCN/warp identities; CAP's
+first frame; gradients; losses falling; the R stage; every Table 4 variant; editing; checkpoint round trip; DDP."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+import torch.nn.functional as F
+
+import reenact.models
+from reenact.face.model3d import FaceModel3D, to_pixels
+from reenact.models.pechead.cap import CAP, FrameFlow
+from reenact.models.pechead.keypoints import PoseAwareKeypointEstimator
+from reenact.models.pechead.losses import keypoint_distance_loss, warping_loss
+from reenact.models.pechead.mmfa import MMFA, DeformableAlignment, MotionEstimator
+from reenact.models.pechead.module import VARIANTS, PECHead
+from reenact.models.pechead.reconstructor import FaceShapeReconstructor, condition_vector
+from reenact.nn.warping import flow_to_grid, identity_grid, warp
+
+#: 32 px, every module present; R is timm's smallest ResNet.
+SMALL = dict(image_size=32, reconstructor_backbone="resnet10t", frame_flow="dis", block_expansion=8,
+             max_features=32, num_bottleneck_blocks=1, kp_block_expansion=8, kp_max_features=32,
+             kp_scale_factor=1.0, motion_block_expansion=8, motion_max_features=32, motion_num_blocks=3,
+             dcn_hidden=8, dcn_groups=4, disc_block_expansion=8, disc_max_features=32, disc_num_blocks=3,
+             onecycle_steps=50)
+
+
+def _smooth_clip(batch: int = 2, frames: int = 2, size: int = 32, seed: int = 0) -> torch.Tensor:
+    """Smooth moving blobs ``[B, T, 3, size, size]`` in [0, 1]: learnable in a few steps, unlike noise."""
+    g = torch.Generator().manual_seed(seed)
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+    centre = torch.rand(batch, 1, 2, generator=g) * 0.6 - 0.3
+    colour = torch.rand(batch, 1, 3, 1, 1, generator=g) * 0.6 + 0.2
+    steps = torch.arange(frames).view(1, frames, 1) * 0.08
+    c = centre + steps
+    blob = torch.exp(-((xs - c[..., 0, None, None]) ** 2 + (ys - c[..., 1, None, None]) ** 2) / 0.15)
+    return (0.15 + colour * blob.unsqueeze(2)).clamp(0, 1)
+
+
+def _batch(batch: int = 2, frames: int = 2, size: int = 32) -> dict[str, torch.Tensor]:
+    clip = _smooth_clip(batch, 2 * frames, size)
+    return {"source": clip[:, :frames], "driving": clip[:, frames:]}
+
+
+def _module(**overrides: object) -> PECHead:
+    torch.manual_seed(0)
+    return PECHead(**{**SMALL, **overrides})
+
+
+# ---------------------------------------------------------------------------------------- R (Eq. 1)
+def test_reconstructor_shapes_and_projection_gives_68_points() -> None:
+    r = FaceShapeReconstructor("resnet10t").eval()
+    with torch.no_grad():
+        coeffs = r(torch.rand(3, 3, 32, 32))
+    assert coeffs["pose"].shape == (3, 3) and coeffs["translation"].shape == (3, 2) and coeffs["scale"].shape == (3,)
+    assert coeffs["expression"].shape == (3, r.expression_dim) and coeffs["identity"].shape == (3, r.identity_dim)
+    landmarks = r.landmarks(coeffs, (32, 32))
+    assert landmarks.shape == (3, 68, 2) and torch.isfinite(landmarks).all()
+    assert condition_vector(coeffs).shape == (3, r.coefficient_dim)
+    # The conversion to reenact.nn coordinates agrees with the face model's own pixel mapping.
+    face = FaceModel3D()
+    points = face(coeffs["identity"], coeffs["expression"], coeffs["pose"], coeffs["translation"], coeffs["scale"])
+    pixels = to_pixels(points, (32, 32))
+    torch.testing.assert_close((landmarks + 1) * 31 / 2, pixels)
+    # l^d takes the identity from elsewhere (the source's, Sec. 3.1) when given.
+    other = r.landmarks(coeffs, (32, 32), identity=torch.randn(3, r.identity_dim))
+    assert not torch.allclose(other, landmarks)
+
+
+def test_reconstructor_stage_loss_falls_on_synthetic_landmarks() -> None:
+    module = _module(stage="reconstructor", reconstructor_lr=3e-4)
+    assert not any(p.requires_grad for p in module.generator.parameters())
+    face = FaceModel3D()
+    g = torch.Generator().manual_seed(1)
+    n = 4
+    pose = (torch.rand(n, 3, generator=g) - 0.5) * 40
+    points = face(torch.zeros(n, face.identity_dim), torch.zeros(n, face.expression_dim), pose,
+                  (torch.rand(n, 2, generator=g) - 0.5) * 0.4, torch.full((n,), 0.8))
+    landmarks = to_pixels(points, (32, 32)).view(2, 2, 68, 2)
+    clip = _smooth_clip(2, 4)
+    batch = {"source": clip[:, :2], "driving": clip[:, 2:], "source_landmarks": landmarks,
+             "driving_landmarks": landmarks, "source_pose": pose.view(2, 2, 3), "driving_pose": pose.view(2, 2, 3)}
+    optimizer = module.configure_optimizers()
+    module.train()
+    values = []
+    for _ in range(8):
+        losses = module.reconstructor_losses(batch)
+        optimizer.zero_grad()
+        losses["total"].backward()
+        optimizer.step()
+        values.append(losses["reprojection"].item())
+    assert "pose_error_deg" in losses
+    assert values[-1] < 0.8 * values[0], values
+
+
+# ---------------------------------------------------------------------------------------- E (Eq. 2)
+def test_keypoint_estimator_shapes_and_conditioning() -> None:
+    e = PoseAwareKeypointEstimator(num_keypoints=10, cond_dim=7, block_expansion=8, max_features=32,
+                                   scale_factor=0.5).eval()
+    image = torch.rand(2, 3, 64, 64)
+    cond = torch.randn(2, 7)
+    with torch.no_grad():
+        kp = e(image, cond)
+        kp_other = e(image, cond + 1.0)
+    assert kp.shape == (2, 10, 2) and kp.abs().max() <= 1
+    assert not torch.allclose(kp, kp_other)  # (p, e) enter through AdaIN
+
+
+# ------------------------------------------------------------------------------- MMFA (Sec. 3.2, Eq. 3)
+def test_motion_estimator_shapes() -> None:
+    phi = MotionEstimator(68, block_expansion=8, num_blocks=2, max_features=32, scale_factor=0.25)
+    out = phi(torch.rand(2, 3, 32, 32), torch.rand(2, 68, 2) * 2 - 1, torch.rand(2, 68, 2) * 2 - 1)
+    assert out["deformation"].shape == (2, 8, 8, 2) and out["occlusion"].shape == (2, 1, 8, 8)
+    assert out["feature"].shape == (2, phi.feature_channels, 8, 8)
+
+
+def test_deformable_alignment_zero_offsets_equals_plain_conv() -> None:
+    torch.manual_seed(0)
+    align = DeformableAlignment(channels=8, motion_channels=5, hidden=8, groups=4)
+    with torch.no_grad():
+        align.modulation.weight.zero_()
+        align.modulation.bias.fill_(30.0)  # mask σ(30) = 1
+    feature = torch.randn(2, 8, 10, 12)
+    motion = torch.randn(2, 5, 10, 12)
+    zero_flow = identity_grid(2, 10, 12)
+    out = align(feature, zero_flow, motion)
+    torch.testing.assert_close(out, F.conv2d(feature, align.weight, align.bias, padding=1), atol=1e-4, rtol=1e-4)
+
+
+def test_deformable_alignment_with_flow_and_identity_kernel_equals_warp() -> None:
+    align = DeformableAlignment(channels=4, motion_channels=3, hidden=8, groups=2)
+    with torch.no_grad():
+        align.modulation.weight.zero_()
+        align.modulation.bias.fill_(30.0)
+        align.weight.zero_()
+        align.weight[:, :, 1, 1] = torch.eye(4)
+        align.bias.zero_()
+    feature = torch.randn(1, 4, 9, 11)
+    flow = torch.zeros(1, 2, 9, 11)
+    flow[:, 0] = 1.5  # half-pixel shifts exercise the bilinear sampling of both ops
+    flow[:, 1] = -0.5
+    grid = flow_to_grid(flow)
+    out = align(feature, grid, torch.randn(1, 3, 9, 11))
+    expected = warp(feature, grid)  # zero padding, like the DCN
+    torch.testing.assert_close(out, expected, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("mode", ["mmfa", "kp", "lmk", "direct", "featcat"])
+def test_mmfa_modes_shapes(mode: str) -> None:
+    mmfa = MMFA(16, 32, feature_scale=0.25, num_keypoints=10, mode=mode, motion_block_expansion=8,  # type: ignore[arg-type]
+                motion_num_blocks=3, motion_max_features=32, dcn_hidden=8, dcn_groups=4)
+    out = mmfa(torch.rand(2, 3, 32, 32), torch.randn(2, 16, 8, 8), torch.rand(2, 10, 2) * 2 - 1,
+               torch.rand(2, 10, 2) * 2 - 1, torch.rand(2, 68, 2) * 2 - 1, torch.rand(2, 68, 2) * 2 - 1)
+    assert out["aligned"].shape == (2, 16, 8, 8)
+    assert out["local_deformation"].shape[-1] == 2
+    assert ("global" in out) == (mode in ("mmfa", "kp", "featcat"))
+    assert ("local" in out) == (mode != "kp")
+
+
+# -------------------------------------------------------------------------------- CAP (Sec. 3.3, Eq. 4)
+def test_cap_first_frame_uses_zero_state_and_propagates() -> None:
+    torch.manual_seed(0)
+    cap = CAP(8, num_adaptation_blocks=1, num_refinement_blocks=1).eval()
+    aligned, raw = torch.randn(2, 8, 6, 6), torch.randn(2, 8, 6, 6)
+    grid = identity_grid(2, 6, 6)
+    with torch.no_grad():
+        first, state = cap(aligned, raw, grid, None, None)
+        zeros = torch.zeros_like(raw)
+        explicit, _ = cap(aligned, raw, grid, None, {"raw": zeros, "adapted": zeros, "hidden": zeros})
+        torch.testing.assert_close(first, explicit)
+        assert set(state) == {"raw", "adapted", "hidden"} and torch.equal(state["raw"], raw)
+        second, _ = cap(aligned, raw, grid, grid, state)
+    assert first.shape == (2, 8, 6, 6) and not torch.allclose(first, second)
+
+
+def test_frame_flow_recovers_a_translation() -> None:
+    flow = FrameFlow("dis")
+    assert flow.method == "dis"
+    previous = _smooth_clip(1, 1, 48)[:, 0]
+    current = torch.roll(previous, shifts=2, dims=-1)  # content moved 2 px right
+    grid = flow(previous, current)
+    inner = (slice(None), slice(12, 36), slice(12, 36))
+    torch.testing.assert_close(warp(previous, grid)[:, :, 12:36, 12:36], current[:, :, 12:36, 12:36], atol=0.03,
+                               rtol=0)
+    assert grid.shape == (1, 48, 48, 2) and grid[inner].isfinite().all()
+
+
+# ------------------------------------------------------------------------------- generator and module
+def test_generator_shapes_and_gradients_reach_every_trainable_parameter() -> None:
+    module = _module()
+    module.train()
+    batch = _batch(2, 2)
+    losses = module.generator_losses(batch)
+    assert {"pixel", "keypoint", "equivariance", "warping", "gan_g", "g_total", "d_total"} <= set(losses)
+    (losses["g_total"] + losses["d_total"]).backward()
+    missing = [n for n, p in module.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing, missing
+    # The generator's gradients are non-zero too (a hinge-balanced discriminator bias may cancel exactly).
+    zero = [n for n, p in module.generator.named_parameters() if p.grad.abs().sum() == 0]
+    assert not zero, zero
+    assert all(p.grad is None for p in module.reconstructor.parameters())  # R is frozen in this stage
+    with torch.no_grad():
+        coeffs = module.coefficients(batch["source"]), module.coefficients(batch["driving"])
+        out = module.render(batch["source"], *coeffs)
+    assert out["image"].shape == (2, 2, 3, 32, 32)
+    assert out["kp_source"].shape == (2, 2, 10, 2) and out["lmk_driving"].shape == (2, 2, 68, 2)
+
+
+def test_losses_helpers() -> None:
+    spread = torch.tensor([[[-1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]]])
+    assert keypoint_distance_loss(spread).item() == 0
+    assert keypoint_distance_loss(torch.zeros(1, 3, 2)).item() == pytest.approx(6 * 0.1)
+    image = torch.rand(2, 3, 8, 8)
+    assert warping_loss(image, image, identity_grid(2, 8, 8), None).item() == pytest.approx(0, abs=1e-6)
+
+
+def test_losses_fall_in_a_few_steps() -> None:
+    module = _module(lr=2e-3, max_lr=2e-3)
+    module.train()
+    batch = _batch(2, 2)
+    optimizers, _ = module.configure_optimizers()
+    watched = []
+    for _ in range(8):
+        losses = module.generator_losses(batch)
+        for optimizer in optimizers:
+            optimizer.zero_grad()
+        (losses["g_total"] + losses["d_total"]).backward()
+        for optimizer in optimizers:
+            optimizer.step()
+        watched.append((losses["pixel"] + losses["warping"] + losses["keypoint"]).item())
+    assert watched[-1] < 0.85 * watched[0], watched
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_every_variant_trains_a_step(variant: str) -> None:
+    module = _module(variant=variant, deformable_alignment=variant != "kp")
+    module.train()
+    losses = module.generator_losses(_batch(2, 2))
+    (losses["g_total"] + losses["d_total"]).backward()
+    assert math.isfinite(losses["g_total"].item())
+    missing = [n for n, p in module.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing, missing
+    assert (module.generator.cap is not None) == (variant == "full")
+
+
+def test_animate_absolute_relative_and_edit_matches_reconstruction() -> None:
+    module = _module().eval()
+    source, driving = _smooth_clip(2, 1), _smooth_clip(2, 3, seed=3)
+    with torch.no_grad():
+        absolute = module.animate(source, driving)
+        relative = module.animate(source, driving, relative=True)
+        edited = module.edit(source[:, 0])
+        reconstruction = module.animate(source, source)[:, 0]
+        turned = module.edit(source[:, 0], pose=torch.tensor([20.0, 0.0, 0.0]), expression_scale=0.5)
+    assert absolute.shape == relative.shape == (2, 3, 3, 32, 32)
+    # Relative transfer from a driving clip that starts at the source equals absolute transfer (Sec. 4.4).
+    with torch.no_grad():
+        clip = torch.cat([source, driving], 1)
+        torch.testing.assert_close(module.animate(source, clip, relative=True), module.animate(source, clip),
+                                   atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(edited, reconstruction)
+    assert turned.shape == (2, 3, 32, 32) and torch.isfinite(turned).all()
+    # A yaw edit moves both the predefined landmarks l^d and the pose-aware keypoints k^d (Eq. 1-2).
+    with torch.no_grad():
+        src = module.coefficients(source)
+        target = {k: v.clone() for k, v in src.items()}
+        target["pose"] = target["pose"] + torch.tensor([20.0, 0.0, 0.0])
+        same, moved = module.render(source, src, src), module.render(source, src, target)
+    assert (same["lmk_driving"] - moved["lmk_driving"]).abs().max() > 0.05
+    assert (same["kp_driving"] - moved["kp_driving"]).abs().max() > 1e-3
+    torch.testing.assert_close(same["kp_source"], moved["kp_source"])
+
+
+def test_trainer_fit_and_checkpoint_round_trip(tmp_path: Path) -> None:
+    module = _module()
+    batch = _batch(2, 2)
+    loader = torch.utils.data.DataLoader([{k: v[i] for k, v in batch.items()} for i in range(2)], batch_size=2)
+    trainer = L.Trainer(max_steps=2, limit_val_batches=0, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", devices=1,
+                        default_root_dir=tmp_path)
+    trainer.fit(module, train_dataloaders=loader)
+    assert trainer.global_step == 2  # one batch x (generator + discriminator step)
+    path = tmp_path / "pechead.ckpt"
+    trainer.save_checkpoint(path)
+    loaded = reenact.models.load_from_checkpoint(path).eval()
+    assert isinstance(loaded, PECHead)
+    module.eval()
+    source, driving = _smooth_clip(1, 1), _smooth_clip(1, 2, seed=4)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.animate(source, driving), module.animate(source, driving))
+    # Stage 2 initialises R from a checkpoint.
+    staged = PECHead(**{**SMALL, "reconstructor_ckpt": str(path)})
+    for key, value in module.reconstructor.state_dict().items():
+        torch.testing.assert_close(staged.reconstructor.state_dict()[key], value)
+    # Its checkpoints carry R in the state dict and drop the stage-1 path (it need not exist where they load).
+    checkpoint = {"hyper_parameters": dict(staged.hparams)}
+    staged.on_save_checkpoint(checkpoint)
+    assert checkpoint["hyper_parameters"]["reconstructor_ckpt"] is None and checkpoint["reenact"]["model"] == "pechead"
+
+
+@pytest.mark.slow
+def test_ddp_fit_two_processes(synthetic_root: Path, tmp_path: Path) -> None:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    args = ["fit", "--model", "pechead", "--data.root", str(synthetic_root), "--trainer.accelerator", "cpu",
+            "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.max_steps", "2",
+            "--trainer.val_check_interval", "1", "--data.batch_size", "2", "--data.repeats", "1",
+            "--data.max_frames_per_video", "6", "--trainer.log_every_n_steps", "1", "--model.frame_flow", "dis"]
+    run = subprocess.run([sys.executable, "-m", "reenact", *args], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    checkpoint = next((tmp_path / "runs" / "pechead").rglob("last.ckpt"))
+    model = reenact.models.load_from_checkpoint(checkpoint).eval()
+    with torch.no_grad():
+        out = model.animate(torch.rand(1, 1, 3, 64, 64), torch.rand(1, 2, 3, 64, 64))
+    assert out.shape == (1, 2, 3, 64, 64) and math.isfinite(out.sum().item())
