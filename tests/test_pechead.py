@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -295,6 +296,31 @@ def test_trainer_fit_and_checkpoint_round_trip(tmp_path: Path) -> None:
     source, driving = _smooth_clip(1, 1), _smooth_clip(1, 2, seed=4)
     with torch.no_grad():
         torch.testing.assert_close(loaded.animate(source, driving), module.animate(source, driving))
+    # `reenact edit` on that checkpoint: no change reproduces `PECHead.edit`; a frontalisation and a yaw sweep.
+    from PIL import Image
+
+    from reenact.cli import main
+
+    image = tmp_path / "face.png"
+    Image.fromarray((source[0, 0].permute(1, 2, 0).numpy() * 255).round().astype("uint8")).save(image)
+    edited, frontal = tmp_path / "same.png", tmp_path / "frontal.png"
+    assert main(["edit", "--ckpt", str(path), "--source", str(image), "--out", str(edited)]) == 0
+    assert main(["edit", "--ckpt", str(path), "--source", str(image), "--yaw", "0", "--pitch", "0", "--roll", "0",
+                 "--set", "0=0.5", "--out", str(frontal)]) == 0
+    stored = torch.from_numpy(np.asarray(Image.open(image))).permute(2, 0, 1).float().div(255)[None]
+    with torch.no_grad():
+        expected = (loaded.edit(stored)[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255).round()
+    assert np.abs(np.asarray(Image.open(edited)).astype(float) - expected).max() <= 1
+    assert np.asarray(Image.open(frontal)).shape == expected.shape
+    with pytest.raises(SystemExit, match="yaw, pitch, roll or expr"):
+        main(["edit", "--ckpt", str(path), "--source", str(image), "--sweep", "nose", "--out", str(tmp_path / "s.mp4")])
+    sweep = tmp_path / "yaw.mp4"
+    assert main(["edit", "--ckpt", str(path), "--source", str(image), "--sweep", "yaw", "--sweep-from", "-20",
+                 "--sweep-to", "20", "--steps", "3", "--out", str(sweep)]) == 0
+    from reenact.data.video import read_video
+
+    assert read_video(sweep).shape[0] == 3
+
     # Stage 2 initialises R from a checkpoint.
     staged = PECHead(**{**SMALL, "reconstructor_ckpt": str(path)})
     for key, value in module.reconstructor.state_dict().items():

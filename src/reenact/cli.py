@@ -35,8 +35,10 @@ commands:
                                           reenact test --model NAME [--ckpt_path C]
   predict    animate a source image with a driving video, write a video:
              reenact predict --model NAME --ckpt C --source IMG --driving VIDEO --out OUT.mp4
-  edit       edit a portrait's pose with LPMM parameters or presets, or sweep one to a video:
+  edit       edit a portrait's pose/expression (lpmm parameters and presets, pechead angles and expression),
+             or sweep one parameter to a video:
              reenact edit --ckpt C --source IMG --param 3=+1.5 --preset surprise --out OUT.png
+             reenact edit --ckpt C --source IMG --yaw 20 --pitch 0 --roll 0 --out OUT.png
   models     table of registered models, presets and parameter counts
   doctor     which pretrained weights, face backends and metrics are available, and how to enable the rest
   data       dataset tools: `reenact data check ROOT`, `reenact data annotate ROOT`, `reenact data synth --out DIR`
@@ -281,11 +283,60 @@ def _parse_assignments(values: list[str], flag: str) -> dict[int, float]:
     return parsed
 
 
+def _pechead_edit(model: Any, source: Any, options: argparse.Namespace, offsets: dict[int, float],
+                  absolute: dict[int, float], expression_from: Any, values: list[float]) -> Any:
+    """PECHead (Sec. 4.3): frames ``[N, 3, H, W]`` rendered with edited pose / expression coefficients.
+
+    Angles not given keep the source's own (absolute mode) or add nothing (``--relative-pose``); ``--set`` and
+    ``--param`` set or offset expression coefficients, after ``--expression-from`` and before the scale.
+    """
+    import torch
+
+    coefficients = model.coefficients(source[:, None])
+    pose = torch.zeros_like(coefficients["pose"][:, 0]) if options.relative_pose else coefficients["pose"][:, 0]
+    pose = pose.clone()
+    for axis, angle in enumerate((options.yaw, options.pitch, options.roll)):
+        if angle is not None:
+            pose[:, axis] = pose[:, axis] + angle if options.relative_pose else angle
+    expression = (model.coefficients(expression_from[:, None]) if expression_from is not None
+                  else coefficients)["expression"][:, 0].clone()
+    size = expression.shape[-1]
+    for index in (*absolute, *offsets):
+        if not 0 <= index < size:
+            raise SystemExit(f"reenact edit: expression coefficient {index} out of range 0..{size - 1}")
+    for index, value in absolute.items():
+        expression[:, index] = value
+    for index, value in offsets.items():
+        expression[:, index] += value
+    expression = expression * options.expression_scale
+
+    def render(pose_now: Any, expression_now: Any) -> Any:
+        return model.edit(source, pose=pose_now, expression=expression_now, relative_pose=options.relative_pose)
+
+    if options.sweep is None:
+        return render(pose, expression)
+    frames = []
+    axes = {"yaw": 0, "pitch": 1, "roll": 2}
+    for value in values:
+        pose_now, expression_now = pose.clone(), expression.clone()
+        if options.sweep in axes:
+            pose_now[:, axes[options.sweep]] = value
+        elif options.sweep.startswith("expr:") and options.sweep[5:].isdigit() and int(options.sweep[5:]) < size:
+            expression_now[:, int(options.sweep[5:])] = value
+        else:
+            raise SystemExit(f"reenact edit: pechead sweeps yaw, pitch, roll or expr:I (I < {size}), "
+                             f"not {options.sweep!r}")
+        frames.append(render(pose_now, expression_now)[0])
+    return torch.stack(frames)
+
+
 def run_edit(args: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="reenact edit",
-        description="Edit a portrait's head pose with a model's control parameters (LPMM, Sec. 4.4): offsets, "
-                    "absolute values, named presets, scaling towards the base pose, or a sweep written as a video.",
+        description="Edit a portrait with a model's control parameters, to an image or as a sweep to a video. "
+                    "lpmm (Sec. 4.4): landmark-parameter offsets/values in standard deviations, presets, scaling, "
+                    "base pose. pechead (Sec. 4.3): absolute or relative yaw/pitch/roll (frontalisation: --yaw 0 "
+                    "--pitch 0 --roll 0), expression coefficients set/offset/scaled or taken from another image.",
     )
     parser.add_argument("--model", help="registry name (read from the checkpoint when omitted)")
     parser.add_argument("--ckpt", required=True, help="trained checkpoint of a model that supports editing (lpmm)")
@@ -300,9 +351,16 @@ def run_edit(args: list[str]) -> int:
     parser.add_argument("--base", choices=("image", "zero"), default="image",
                         help="start from the driving image's parameters or the base pose p = 0")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the final parameters (interpolation)")
-    parser.add_argument("--sweep", type=int, metavar="I", help="sweep parameter I and write a video")
-    parser.add_argument("--sweep-from", type=float, default=-3.0, help="sweep start, standard deviations (default -3)")
-    parser.add_argument("--sweep-to", type=float, default=3.0, help="sweep end, standard deviations (default 3)")
+    parser.add_argument("--yaw", type=float, help="pechead: yaw in degrees (angles not given keep the source's)")
+    parser.add_argument("--pitch", type=float, help="pechead: pitch in degrees")
+    parser.add_argument("--roll", type=float, help="pechead: roll in degrees")
+    parser.add_argument("--relative-pose", action="store_true", help="pechead: add the angles to the source's pose")
+    parser.add_argument("--expression-from", help="pechead: image whose expression is transferred")
+    parser.add_argument("--expression-scale", type=float, default=1.0, help="pechead: scale the expression")
+    parser.add_argument("--sweep", metavar="P", help="sweep one parameter and write a video: lpmm: an index; "
+                                                     "pechead: yaw, pitch, roll or expr:I")
+    parser.add_argument("--sweep-from", type=float, default=-3.0, help="sweep start (default -3; degrees for angles)")
+    parser.add_argument("--sweep-to", type=float, default=3.0, help="sweep end (default 3)")
     parser.add_argument("--steps", type=int, default=31, help="sweep frames (default 31)")
     parser.add_argument("--fps", type=float, default=15.0, help="sweep video frame rate (default 15)")
     parser.add_argument("--out", required=True, help="output .png (edit) or .mp4/.gif (sweep)")
@@ -327,20 +385,30 @@ def run_edit(args: list[str]) -> int:
     stored_name, _ = _checkpoint_info(options.ckpt)
     if options.model and stored_name and options.model != stored_name:
         raise SystemExit(f"reenact edit: {options.ckpt} holds a {stored_name!r} model, not {options.model!r}")
-    if stored_name != "lpmm":
-        raise SystemExit(f"reenact edit: {stored_name!r} has no control parameters; editing needs an lpmm checkpoint")
+    if stored_name not in ("lpmm", "pechead"):
+        raise SystemExit(f"reenact edit: {stored_name!r} has no control parameters; editing needs an lpmm or "
+                         "pechead checkpoint")
     model = load_from_checkpoint(options.ckpt).eval()
-    from reenact.models.lpmm import control
-
     source = _read_frames(options.source, model.image_size, "edit", still=True)
-    driving = _read_frames(options.driving, model.image_size, "edit", still=True) if options.driving else None
+    values = torch.linspace(low, high, options.steps).tolist()
     with torch.no_grad():
-        if options.sweep is not None:
-            frames = control.sweep(model, source, options.sweep, torch.linspace(low, high, options.steps).tolist(),
-                                   base=options.base)
+        if stored_name == "pechead":
+            expression_from = (_read_frames(options.expression_from, model.image_size, "edit", still=True)
+                                if options.expression_from else None)
+            frames = _pechead_edit(model, source, options, offsets, absolute, expression_from, values)
         else:
-            frames = control.edit(model, source, offsets, options.preset, driving=driving, set_values=absolute,
-                                  base=options.base, scale=options.scale, presets_path=options.presets)
+            from reenact.models.lpmm import control
+
+            driving = _read_frames(options.driving, model.image_size, "edit", still=True) if options.driving else None
+            if options.sweep is not None:
+                try:
+                    index = int(options.sweep)
+                except ValueError:
+                    raise SystemExit(f"reenact edit: lpmm sweeps a parameter index, not {options.sweep!r}") from None
+                frames = control.sweep(model, source, index, values, base=options.base)
+            else:
+                frames = control.edit(model, source, offsets, options.preset, driving=driving, set_values=absolute,
+                                      base=options.base, scale=options.scale, presets_path=options.presets)
     array = (frames.clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
     if options.sweep is not None:
         write_video(out, array, fps=options.fps)
@@ -351,7 +419,9 @@ def run_edit(args: list[str]) -> int:
             Image.fromarray(array[0]).save(temporary, format="PNG" if out.suffix.lower() == ".png" else "JPEG")
     summary = {"model": stored_name, "checkpoint": options.ckpt, "source": options.source, "output": str(out),
                "offsets": offsets, "set": absolute, "preset": options.preset, "base": options.base,
-               "scale": options.scale, "sweep": options.sweep, "range": [low, high], "frames": int(array.shape[0])}
+               "scale": options.scale, "sweep": options.sweep, "range": [low, high], "frames": int(array.shape[0]),
+               "pose": {"yaw": options.yaw, "pitch": options.pitch, "roll": options.roll,
+                        "relative": options.relative_pose}, "expression_scale": options.expression_scale}
     json_path = out.with_suffix(out.suffix + ".json")
     json_path.write_text(json.dumps(summary, indent=2) + "\n")
     console.print(f"wrote {out} and {json_path}")
