@@ -310,3 +310,13 @@ def _fill_backbone_keys(
         return
     for name, tensor in module.backbone.state_dict().items():  # type: ignore[union-attr]
         state_dict.setdefault(prefix + "backbone." + name, tensor)
+
+
+def detached_call(module: nn.Module, *inputs: Tensor) -> Any:
+    """``module(*inputs)`` with the module's parameters detached: gradients reach the inputs (and so a
+    generator upstream) but never the module — how a generator step evaluates a discriminator. Toggling
+    ``requires_grad`` instead is not allowed between DDP iterations."""
+    from torch.func import functional_call
+
+    params = {name: p.detach() for name, p in module.named_parameters()}
+    return functional_call(module, {**params, **dict(module.named_buffers())}, inputs)

@@ -22,18 +22,19 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import functional_call
 
-from reenact.nn.losses import VGG19Perceptual, nonsaturating_d_loss, nonsaturating_g_loss, r1_penalty
+from reenact.nn.losses import (
+    VGG19Perceptual,
+    detached_call,
+    nonsaturating_d_loss,
+    nonsaturating_g_loss,
+    r1_penalty,
+)
 
 
 def frozen_logits(discriminator: nn.Module, images: Tensor) -> Tensor:
-    """``D(images)`` with the discriminator's parameters detached: gradients reach ``images`` (and so the
-    generator) but never the discriminator, without toggling ``requires_grad`` (which DDP does not allow
-    between iterations)."""
-    params = {name: p.detach() for name, p in discriminator.named_parameters()}
-    buffers = dict(discriminator.named_buffers())
-    return functional_call(discriminator, {**params, **buffers}, (images,))
+    """``D(images)`` with the discriminator's parameters detached (see :func:`reenact.nn.losses.detached_call`)."""
+    return detached_call(discriminator, images)
 
 
 def generator_losses(generated: Tensor, target: Tensor, fake_logits: Tensor, perceptual: VGG19Perceptual | None,

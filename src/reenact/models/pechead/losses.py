@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call
 
+from reenact.nn.losses import detached_call
 from reenact.nn.warping import warp
 
 
@@ -41,13 +41,9 @@ def warping_loss(source: Tensor, driving: Tensor, local_deformation: Tensor | No
 
 
 def frozen_logits(discriminator: nn.Module, images: Tensor) -> list[Tensor]:
-    """Per-scale logits of ``discriminator(images)`` with its parameters detached: the generator's adversarial
-    term sends gradients into the images only, without toggling ``requires_grad`` (which DDP forbids between
-    iterations). Same technique as LIA's; a candidate for ``reenact.nn.losses``."""
-    params = {name: p.detach() for name, p in discriminator.named_parameters()}
-    buffers = dict(discriminator.named_buffers())
-    out = functional_call(discriminator, {**params, **buffers}, (images,))
-    return [logits for _, logits in out.values()]
+    """Per-scale logits of the multi-scale ``discriminator(images)`` with its parameters detached
+    (:func:`reenact.nn.losses.detached_call`): the generator's adversarial term reaches the images only."""
+    return [logits for _, logits in detached_call(discriminator, images).values()]
 
 
 __all__ = ["frozen_logits", "keypoint_distance_loss", "warping_loss"]
