@@ -19,6 +19,20 @@ import numpy as np
 PREDICTOR_68 = "shape_predictor_68_face_landmarks.dat"
 
 
+def dlib_unavailable_reason(weight_name: str) -> str | None:
+    """Why a dlib model named in :mod:`reenact.weights` (``dlib-68``, ``dlib-face-recognition``) cannot run
+    here, or ``None`` when dlib and the model file are both present."""
+    from reenact import weights
+
+    if importlib.util.find_spec("dlib") is None:
+        return "dlib is not installed (pip install dlib-bin)"
+    try:
+        weights.resolve(weight_name)
+    except weights.MissingWeightsError as err:
+        return str(err)
+    return None
+
+
 def dlib_models_dir() -> Path:
     """The ``models`` folder of the installed ``face-recognition-models`` package."""
     spec = importlib.util.find_spec("face_recognition_models")

@@ -97,13 +97,9 @@ class DlibIdentity(IdentityBackend):
         return "dlib face_recognition_model_v1 128-d ResNet (face-recognition-models)"
 
     def unavailable_reason(self) -> str | None:
-        if importlib.util.find_spec("dlib") is None:
-            return "dlib is not installed (pip install dlib-bin)"
-        try:
-            weights.resolve("dlib-face-recognition")
-        except weights.MissingWeightsError as err:
-            return str(err)
-        return None
+        from reenact.face.dlib_backend import dlib_unavailable_reason
+
+        return dlib_unavailable_reason("dlib-face-recognition")
 
     def embed(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         import dlib

@@ -99,13 +99,9 @@ class DlibLandmarks(LandmarkBackend):
         return "dlib HOG + shape_predictor_68 (face-recognition-models)"
 
     def unavailable_reason(self) -> str | None:
-        if importlib.util.find_spec("dlib") is None:
-            return "dlib is not installed (pip install dlib-bin)"
-        try:
-            weights.resolve("dlib-68")
-        except weights.MissingWeightsError as err:
-            return str(err)
-        return None
+        from reenact.face.dlib_backend import dlib_unavailable_reason
+
+        return dlib_unavailable_reason("dlib-68")
 
     def detect(self, image: np.ndarray) -> np.ndarray | None:
         if self._analyzer is None:
