@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from reenact import weights
+from reenact.face.backend import FaceBackend
 
 #: insightface's ArcFace destination points in the 112x112 crop: subject's right eye (image left), left eye,
 #: nose tip, right and left mouth corners (``insightface.utils.face_align.arcface_dst``).
@@ -54,29 +55,13 @@ def squared_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(diff @ diff)
 
 
-class IdentityBackend:
+class IdentityBackend(FaceBackend):
     """Identity embedding of the face given by its 68 landmarks in an ``[H, W, 3]`` uint8 RGB image."""
 
     name: ClassVar[str]
     dim: ClassVar[int]
 
-    #: Attributes holding loaded models: dropped when pickled or deep-copied (metrics are cloned and sent to
-    #: DDP workers; dlib/onnxruntime objects cannot be pickled) and reloaded lazily on the next use.
     _lazy_attributes: ClassVar[tuple[str, ...]] = ("_model", "_session")
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        for key in self._lazy_attributes:
-            if key in state:
-                state[key] = None
-        return state
-
-    def describe(self) -> str:
-        raise NotImplementedError
-
-    def unavailable_reason(self) -> str | None:
-        """Why this backend cannot run here, or ``None``. Loads nothing heavy."""
-        return None
 
     def embed(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         """``[H, W, 3]`` uint8 RGB and ``[68, 2]`` pixel landmarks -> ``[dim]`` float64 embedding."""

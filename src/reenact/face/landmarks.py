@@ -31,6 +31,7 @@ from unittest import mock
 import numpy as np
 
 from reenact import weights
+from reenact.face.backend import FaceBackend
 
 #: Face-mesh vertex for each iBUG-68 landmark (jaw 17, brows 5+5, nose bridge 4, nostrils 5, eyes 6+6, outer
 #: lip 12, inner lip 8), the widely used correspondence between MediaPipe's canonical mesh and 300-W; the jaw
@@ -57,29 +58,12 @@ def _as_rgb_uint8(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-class LandmarkBackend:
+class LandmarkBackend(FaceBackend):
     """Detect the largest face of an ``[H, W, 3]`` uint8 RGB image and return its 68 landmarks."""
 
     name: ClassVar[str]
 
-    #: Attributes holding loaded models: dropped when pickled or deep-copied (metrics are cloned and sent to
-    #: DDP workers; dlib/onnxruntime objects cannot be pickled) and reloaded lazily on the next use.
     _lazy_attributes: ClassVar[tuple[str, ...]] = ("_analyzer", "_model", "_landmarker")
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        for key in self._lazy_attributes:
-            if key in state:
-                state[key] = None
-        return state
-
-    def describe(self) -> str:
-        """Human-readable backend name for results (what ran, which model files)."""
-        raise NotImplementedError
-
-    def unavailable_reason(self) -> str | None:
-        """Why this backend cannot run here, or ``None`` when it can. Loads nothing heavy."""
-        return None
 
     def detect(self, image: np.ndarray) -> np.ndarray | None:
         """``[H, W, 3]`` uint8 RGB -> ``[68, 2]`` float32 pixels of the largest face, or ``None``."""

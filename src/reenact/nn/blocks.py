@@ -86,32 +86,6 @@ class DownBlock2d(nn.Module):
         return self.pool(F.relu(self.norm(self.conv(x))))
 
 
-class UpBlock2d(nn.Module):
-    """FOMM decoder block: nearest x2 upsample -> conv -> norm -> ReLU.
-
-    ``[B, in_features, H, W] -> [B, out_features, 2H, 2W]`` (with the default ``3x3``/padding 1).
-    """
-
-    def __init__(
-        self,
-        in_features: int,
-        out_features: int,
-        kernel_size: int = 3,
-        padding: int = 1,
-        groups: int = 1,
-        norm: NormKind = "batch",
-    ):
-        super().__init__()
-        self.conv = nn.Conv2d(
-            in_features, out_features, kernel_size=kernel_size, padding=padding, groups=groups
-        )
-        self.norm = make_norm(norm, out_features)
-
-    def forward(self, x: Tensor) -> Tensor:
-        out = F.interpolate(x, scale_factor=2.0, mode="nearest")
-        return F.relu(self.norm(self.conv(out)))
-
-
 class SameBlock2d(nn.Module):
     """FOMM resolution-preserving block: conv -> norm -> ReLU.
 
@@ -135,6 +109,17 @@ class SameBlock2d(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return F.relu(self.norm(self.conv(x)))
+
+
+class UpBlock2d(SameBlock2d):
+    """FOMM decoder block: nearest x2 upsample -> conv -> norm -> ReLU (a :class:`SameBlock2d` after upsampling;
+    same parameter names, so FOMM checkpoints load).
+
+    ``[B, in_features, H, W] -> [B, out_features, 2H, 2W]`` (with the default ``3x3``/padding 1).
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
 class AntiAliasInterpolation2d(nn.Module):
