@@ -39,9 +39,12 @@ commands:
              or sweep one parameter to a video:
              reenact edit --ckpt C --source IMG --param 3=+1.5 --preset surprise --out OUT.png
              reenact edit --ckpt C --source IMG --yaw 20 --pitch 0 --roll 0 --out OUT.png
+  benchmark  train and evaluate several models under identical conditions, write a report with tables and
+             pictures: reenact benchmark --quick --out bench/  (see reenact benchmark --help)
   models     table of registered models, presets and parameter counts
   doctor     which pretrained weights, face backends and metrics are available, and how to enable the rest
   data       dataset tools: `reenact data check ROOT`, `reenact data annotate ROOT`, `reenact data synth --out DIR`
+  preprocess detect, crop, resize and annotate raw videos/images into the FOMM layout: reenact preprocess IN OUT
 
 fit/validate/test accept Lightning CLI options: -c/--config FILE, --print_config, --trainer.*, --data.*,
 --model.* (see `reenact fit --model NAME --help`). Without --data.root the embedded synthetic dataset is
@@ -210,6 +213,8 @@ def _predict_parser() -> argparse.ArgumentParser:
     parser.add_argument("--chunk", type=int, default=16, help="driving frames generated per step (default: 16)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    parser.add_argument("--crop-source", action="store_true",
+                        help="detect the face in --source and crop it like `reenact preprocess` (dlib)")
     return parser
 
 
@@ -241,7 +246,12 @@ def run_predict(args: list[str]) -> int:
             raise SystemExit(f"reenact predict: {options.model} is a learned model; give its trained --ckpt")
     model = model.to(options.device).eval()
     size = model.image_size
-    source = _read_frames(options.source, size, "predict", still=True)[None].to(options.device)
+    if options.crop_source:
+        from reenact.data.preprocess import load_cropped_source
+
+        source = load_cropped_source(options.source, size)[None].to(options.device)
+    else:
+        source = _read_frames(options.source, size, "predict", still=True)[None].to(options.device)
     driving = _read_frames(options.driving, size, "predict", max_frames=options.max_frames)[None].to(options.device)
     started = time.perf_counter()
     with Progress(console=console, transient=False) as progress, torch.no_grad():
@@ -599,6 +609,18 @@ def run_doctor(args: list[str]) -> int:
     return 0
 
 
+def _run_preprocess(args: list[str]) -> int:
+    from reenact.data.preprocess import run_preprocess
+
+    return run_preprocess(args)
+
+
+def _run_benchmark(args: list[str]) -> int:
+    from reenact.comparison import run_benchmark
+
+    return run_benchmark(args)
+
+
 # -------------------------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
@@ -614,7 +636,7 @@ def main(argv: list[str] | None = None) -> int:
     if command in LIGHTNING_COMMANDS:
         return run_lightning(command, rest)
     handlers = {"predict": run_predict, "edit": run_edit, "models": run_models, "data": run_data,
-                "doctor": run_doctor}
+                "doctor": run_doctor, "benchmark": _run_benchmark, "preprocess": _run_preprocess}
     if command not in handlers:
         error_console.print(f"reenact: unknown command {command!r}\n")
         console.print(TOP_HELP, highlight=False, markup=False)

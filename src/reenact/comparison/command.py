@@ -1,0 +1,370 @@
+"""``reenact benchmark``: train and evaluate several models under identical conditions, write one report.
+
+See :mod:`reenact.comparison.plan` for the budget and stages, :mod:`reenact.comparison.runner` for the output
+folder and resuming, :mod:`reenact.comparison.report` for the report's content.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+console = Console()
+
+DEFAULT_MODELS = "pechead,fsrt,lpmm,copy-source"
+#: ``--quick``: the README's main job. Everything fits in 15 minutes on 2 CPU cores; see README "Main job".
+QUICK = {"models": DEFAULT_MODELS, "preset": "tiny", "data": "synthetic", "budget": "2min",
+         "eval_frames": 16, "eval_pairs": 8}
+#: Metrics of ``--quick``: the pixel metrics plus the dlib face metrics that the floor check needs.
+QUICK_METRICS = ["l1", "psnr", "ms_ssim", "akd", "csim", "ard", "are", "auh"]
+#: Settings that must match to resume into an existing ``--out`` folder.
+RESUME_KEYS = ("preset", "data", "budget", "seed", "trainer_args", "evaluation_args", "checkpoints")
+
+EPILOG = """\
+examples:
+  reenact benchmark --quick --out bench/quick
+  reenact benchmark --models pechead,fsrt,lpmm,copy-source --data synthetic --preset tiny --budget 300 --out bench/a
+  reenact benchmark --models fsrt,lia --data /data/vox --preset paper --budget 120min --devices 4 --strategy ddp \\
+      --out bench/vox
+  reenact benchmark --models pechead,copy-source --ckpt pechead=pechead.ckpt --out bench/released
+
+Any --trainer.X VALUE or --data.X VALUE is passed to every stage (e.g. --data.num_workers 4).
+Re-running the same command resumes: finished stages are skipped, an interrupted training resumes from its
+last checkpoint. --budget: STEPS (optimiser steps of each model's main stage; e.g. 300) or a time per model
+(e.g. 2.5min, 90s).
+"""
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="reenact benchmark", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        description="Train every model with one shared Trainer configuration, data and seed, evaluate all of them "
+                    "with the same protocols and metrics, and write report.md, report.json and PNG pictures.")
+    p.add_argument("--models", default=None, help=f"comma-separated registry names (default: {DEFAULT_MODELS})")
+    p.add_argument("--data", default=None, help="'synthetic' (the embedded dataset, default) or a FOMM-layout root")
+    p.add_argument("--preset", default=None, help="preset of every model: tiny (default) or paper")
+    p.add_argument("--budget", default=None,
+                   help="training budget per model: STEPS (e.g. 300) or time (e.g. 2.5min); default: the presets'")
+    p.add_argument("--out", required=True, help="output folder (report, pictures, per-stage logs and checkpoints)")
+    p.add_argument("--ckpt", action="append", default=[], metavar="MODEL=PATH",
+                   help="evaluate this checkpoint instead of training MODEL (repeatable); lia=PATH also serves as "
+                        "lpmm's backbone")
+    p.add_argument("--quick", action="store_true",
+                   help=f"the README's main job: {QUICK['models']} at the tiny preset on the synthetic data, "
+                        f"{QUICK['budget']} of training each, quick metrics; ~15 min on 2 CPU cores")
+    p.add_argument("--devices", default=None, help="trainer.devices for every stage (e.g. 2)")
+    p.add_argument("--strategy", default=None, help="trainer.strategy for every stage (e.g. ddp)")
+    p.add_argument("--accelerator", default=None, help="trainer.accelerator for every stage (cpu, gpu, auto)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every stage: weights, data order, pairs (default 0)")
+    p.add_argument("--metrics", default=None,
+                   help="comma-separated metrics for every model (default: the quick set for tiny, the papers' "
+                        "full set for paper)")
+    p.add_argument("--eval-frames", type=int, default=None, help="frames evaluated per test video (default: all)")
+    p.add_argument("--eval-pairs", type=int, default=None, help="cross-identity pairs (default: 20)")
+    p.add_argument("--samples", type=int, default=3, help="test clips in the sample grid (default 3)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start again in an --out folder that holds a benchmark with other settings")
+    return p
+
+
+def _resolve(options: argparse.Namespace) -> argparse.Namespace:
+    if options.quick:
+        for key, value in QUICK.items():
+            if getattr(options, key) is None:
+                setattr(options, key, value)
+        if options.metrics is None:
+            options.metrics = ",".join(QUICK_METRICS)
+    options.models = [m.strip() for m in (options.models or DEFAULT_MODELS).split(",") if m.strip()]
+    options.preset = options.preset or "tiny"
+    options.data = options.data or "synthetic"
+    return options
+
+
+def _checkpoints(values: list[str]) -> dict[str, str]:
+    from reenact.cli import _checkpoint_info
+
+    checkpoints = {}
+    for value in values:
+        if "=" not in value:
+            raise SystemExit(f"reenact benchmark: --ckpt {value!r}: expected MODEL=PATH")
+        name, path = value.split("=", 1)
+        stored, _ = _checkpoint_info(path)  # exits naming the file when it is missing or unreadable
+        if stored is not None and stored != name:
+            raise SystemExit(f"reenact benchmark: {path} holds a {stored!r} model, not {name!r}")
+        checkpoints[name] = str(Path(path).resolve())
+    return checkpoints
+
+
+def _check_data(data: str) -> tuple[str | None, str]:
+    """(root passed to the stages, description); a bad root stops here, naming each problem."""
+    if data == "synthetic":
+        from reenact.data.synthetic import ensure_default_dataset
+
+        root = ensure_default_dataset(progress=True)  # built once here, not raced by the stages
+        return None, f"embedded synthetic dataset ({root})"
+    from reenact.data.checks import check_dataset
+
+    root = Path(data).resolve()
+    report = check_dataset(root)
+    if not report.ok:
+        console.print(report.render())
+        raise SystemExit(f"reenact benchmark: {root}: dataset cannot be used (errors above)")
+    return str(root), str(root)
+
+
+def _image_sizes(models: list[str], preset: str) -> dict[str, int]:
+    from reenact.registry import preset_config
+
+    sizes = {}
+    for name in models:
+        try:
+            sizes[name] = int((preset_config(name, preset).get("model") or {}).get("image_size", 64))
+        except FileNotFoundError as error:
+            raise SystemExit(f"reenact benchmark: {error}") from None
+    if len(set(sizes.values())) > 1:
+        raise SystemExit(f"reenact benchmark: the {preset!r} presets work at different sizes ({sizes}); a comparison "
+                         "needs one size")
+    return sizes
+
+
+def _settings(options: argparse.Namespace, checkpoints: dict[str, str], budget: Any, data_root: str | None,
+              dataset: str) -> dict[str, Any]:
+    from reenact.metrics import DEFAULT_METRICS
+    from reenact.metrics import QUICK_METRICS as TINY_METRICS
+
+    trainer_args: list[str] = list(options.passthrough)
+    for option in ("devices", "strategy", "accelerator"):
+        if getattr(options, option) is not None:
+            trainer_args += [f"--trainer.{option}", str(getattr(options, option))]
+    if options.metrics:
+        metrics = [m.strip() for m in options.metrics.split(",") if m.strip()]
+    else:
+        metrics = list(TINY_METRICS if options.preset == "tiny" else DEFAULT_METRICS)
+    from reenact.metrics import list_metrics
+
+    unknown = sorted(set(metrics) - set(list_metrics()))
+    if unknown:
+        raise SystemExit(f"reenact benchmark: unknown metrics {unknown}; registered: {', '.join(list_metrics())}")
+    evaluation_args = ["--model.metrics", json.dumps(metrics), "--model.relative", "false"]
+    described = f"metrics {', '.join(metrics)}; absolute motion"
+    if options.eval_frames is not None:
+        evaluation_args += ["--data.max_frames_per_video", str(options.eval_frames)]
+        described += f"; {options.eval_frames} frames per test video"
+    if options.eval_pairs is not None:
+        evaluation_args += ["--data.num_cross_identity_pairs", str(options.eval_pairs)]
+        described += f"; {options.eval_pairs} cross-identity pairs"
+    return {"models": options.models, "preset": options.preset, "data": options.data, "data_root": data_root,
+            "dataset": dataset, "budget": budget.to_dict(), "seed": options.seed, "trainer_args": trainer_args,
+            "evaluation_args": evaluation_args, "evaluation": described, "metrics": metrics,
+            "checkpoints": checkpoints, "quick": options.quick,
+            "command": " ".join(["reenact", "benchmark", *options.raw_args])}
+
+
+def _prepare_out(out: Path, settings: dict[str, Any], overwrite: bool) -> None:
+    from reenact.comparison.runner import write_json
+
+    stored_path = out / "benchmark.json"
+    if stored_path.is_file():
+        stored = json.loads(stored_path.read_text())
+        changed = [k for k in RESUME_KEYS if stored.get(k) != settings.get(k)]
+        if changed and not overwrite:
+            raise SystemExit(f"reenact benchmark: {out} holds a benchmark with other settings ({', '.join(changed)} "
+                             "differ); use another --out, the same settings to resume, or --overwrite to start again")
+        if changed:
+            shutil.rmtree(out / "stages", ignore_errors=True)
+    elif out.exists() and any(out.iterdir()) and not overwrite:
+        raise SystemExit(f"reenact benchmark: {out} exists, is not empty and holds no benchmark.json; "
+                         "use another --out or --overwrite")
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(stored_path, settings)
+
+
+def _samples(settings: dict[str, Any], records: dict[str, dict[str, Any]], size: int, count: int,
+             out: Path) -> str | None:
+    """Animate the first ``count`` cross-identity test pairs with every evaluated model: one grid."""
+    import torch
+
+    from reenact.comparison.report import sample_grid
+    from reenact.data import ReenactDataModule
+    from reenact.registry import create_model, load_from_checkpoint
+
+    if count <= 0:
+        return None
+    eval_pairs = None
+    args = settings["evaluation_args"]
+    if "--data.num_cross_identity_pairs" in args:
+        eval_pairs = int(args[args.index("--data.num_cross_identity_pairs") + 1])
+    datamodule = ReenactDataModule(root=settings["data_root"], image_size=size, seed=settings["seed"],
+                                   num_cross_identity_pairs=eval_pairs or 20, max_frames_per_video=16)
+    datamodule.setup("test")
+    loader = datamodule.test_dataloader()[-1]  # cross-identity: the harder protocol shows more
+    clips = []
+    for index, batch in enumerate(loader):
+        if index >= count:
+            break
+        clips.append(batch)
+    models = [name for name, record in records.items() if record.get("results") is not None]
+    outputs: dict[str, list[torch.Tensor]] = {}
+    for name in models:
+        checkpoint = record_checkpoint(records[name])
+        model = load_from_checkpoint(checkpoint) if checkpoint else create_model(name, settings["preset"])
+        model.eval()
+        with torch.no_grad():
+            outputs[name] = [model.generate_video(clip["source"][:1], clip["driving"][:1], relative=False)
+                             for clip in clips]
+        del model
+    rows = []
+    for c, clip in enumerate(clips):
+        frames = clip["driving"].shape[1]
+        for t in sorted({0, frames // 2, frames - 1})[:2] if frames > 1 else [0]:
+            images = [clip["source"][0, 0], clip["driving"][0, t], *[outputs[m][c][0, t] for m in models]]
+            rows.append({"label": f"pair {c} frame {t}",
+                         "images": [image.clamp(0, 1).permute(1, 2, 0).float().numpy() for image in images]})
+    return sample_grid(rows, models, out)
+
+
+def record_checkpoint(record: dict[str, Any]) -> str | None:
+    """The checkpoint a model was evaluated with (None: nothing to load, e.g. copy-source)."""
+    for stage in record["stages"]:
+        if stage["command"] == "test":
+            args = stage.get("args") or []
+            if "--ckpt_path" in args:
+                return args[args.index("--ckpt_path") + 1]
+    return None
+
+
+def run_benchmark(args: list[str]) -> int:
+    from reenact.comparison.plan import Budget, plan
+    from reenact.comparison.report import bar_charts, build_payload, loss_curves, markdown
+    from reenact.comparison.runner import StageFailed, StageRunner, write_json
+    from reenact.registry import get_entry
+
+    options, extra = parser().parse_known_args(args)
+    # Lightning options for every stage (`--trainer.X V`, `--data.X V`) pass through; anything else is a typo.
+    unknown, expects_value = [], False
+    for argument in extra:
+        if argument.split("=", 1)[0].startswith(("--trainer.", "--data.")):
+            expects_value = "=" not in argument
+        elif expects_value:
+            expects_value = False  # the value of the option before it (may look like -1)
+        else:
+            unknown.append(argument)
+    if unknown:
+        parser().error(f"unrecognized arguments: {' '.join(unknown)} (only --trainer.* and --data.* pass through)")
+    options.passthrough = extra
+    options.raw_args = args
+    options = _resolve(options)
+    # Everything that can be wrong is checked before the first stage starts.
+    try:
+        budget = Budget.parse(options.budget)
+        checkpoints = _checkpoints(options.ckpt)
+        stages = plan(options.models, options.preset, budget, checkpoints)
+    except ValueError as error:
+        raise SystemExit(f"reenact benchmark: {error}") from None
+    sizes = _image_sizes(options.models, options.preset)
+    data_root, dataset = _check_data(options.data)
+    settings = _settings(options, checkpoints, budget, data_root, dataset)
+    out = Path(options.out).resolve()
+    _prepare_out(out, settings, options.overwrite)
+    runner = StageRunner(out, options.preset, data_root, options.seed, settings["trainer_args"],
+                         settings["evaluation_args"])
+
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    records: dict[str, dict[str, Any]] = {}
+    for name in options.models:
+        records[name] = {"trainable": get_entry(name).load_class().trainable, "stages": [], "train_seconds": 0.0,
+                         "test_seconds": 0.0, "results": None, "error": None}
+    failed: dict[str, str] = {}
+    columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/"
+               "{task.total} stages"), TimeElapsedColumn()]
+    with Progress(*columns, console=console) as progress:
+        overall = progress.add_task("benchmark", total=len(stages))
+        for stage in stages:
+            users = [name for name in options.models if any(s.key == stage.key for s in
+                     plan([name], options.preset, budget, checkpoints))] or [stage.owner]
+            blocked = [key for key in stage.checkpoint_args.values() if key in failed]
+            record = runner.done(stage)
+            if record is None and blocked:
+                failed[stage.key] = f"needs stage {blocked[0]!r}, which failed"
+            elif record is None:
+                progress.update(overall, description=f"{stage.command} {stage.key}")
+                try:
+                    record = runner.run(stage)
+                except StageFailed as error:
+                    failed[stage.key] = str(error)
+                    console.print(f"[red]{error}[/red]")
+            else:
+                progress.console.print(f"{stage.key}: finished earlier ({record['seconds']:.0f} s), skipped")
+            progress.advance(overall)
+            for name in users:
+                entry = {**stage.to_dict(), **(record or {}), "error": failed.get(stage.key)}
+                entry.pop("stage", None)
+                if record is not None and stage.command == "test":
+                    entry["args"] = [*stage.args, *[a for o, k in stage.checkpoint_args.items()
+                                                    for a in (o, runner.checkpoint(k))]]
+                records[name]["stages"].append(entry)
+                if record is None:
+                    records[name]["error"] = failed[stage.key]
+                    continue
+                if stage.command == "fit":
+                    records[name]["train_seconds"] += record["seconds"]
+                else:
+                    records[name]["test_seconds"] += record["seconds"]
+                    records[name]["results"] = json.loads(Path(record["results"]).read_text())
+
+    finished = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    payload = build_payload(settings, records, started, finished)
+    pictures = bar_charts(payload, out)
+    losses = loss_curves(records, out)
+    if losses:
+        pictures["losses"] = losses
+    try:
+        samples = _samples(settings, records, next(iter(sizes.values())), options.samples, out)
+    except Exception as error:  # the report must still be written; say why the grid is missing
+        samples = None
+        payload["samples_error"] = f"{type(error).__name__}: {error}"
+        console.print(f"[yellow]sample grid not written: {error}[/yellow]")
+    if samples:
+        pictures["samples"] = samples
+    payload["pictures"] = pictures
+    write_json(out / "report.json", payload)
+    from reenact.data.video import atomic_path
+
+    with atomic_path(out / "report.md") as temporary:
+        temporary.write_text(markdown(payload))
+    _print_summary(payload)
+    console.print(f"report: {out / 'report.md'} and {out / 'report.json'}")
+    if failed:
+        console.print(f"[red]{len(failed)} stage(s) failed: {', '.join(failed)}; logs under {out / 'stages'}[/red]")
+        return 1
+    return 0
+
+
+def _print_summary(payload: dict[str, Any]) -> None:
+    from reenact.comparison.report import _format
+
+    for protocol, table in payload["protocols"].items():
+        view = Table(title=protocol)
+        view.add_column("model")
+        for metric in table["metrics"]:
+            view.add_column(f"{metric} {'↑' if table['higher_is_better'][metric] else '↓'}", justify="right")
+        for model, row in table["rows"].items():
+            cells = []
+            for metric in table["metrics"]:
+                cell = row.get(metric)
+                text = "—" if cell is None else _format(cell["value"])
+                cells.append(f"[bold]{text}[/bold]" if model in table["best"].get(metric, []) else text)
+            view.add_row(model, *cells)
+        console.print(view)
+    for check in payload["floor"]["checks"]:
+        if check["beats"] is False:
+            console.print(f"[yellow]{check['model']} does not beat copy-source on {check['metric']} "
+                          f"({_format(check['value'])} vs {_format(check['reference'])})[/yellow]")

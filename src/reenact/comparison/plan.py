@@ -1,0 +1,177 @@
+"""What ``reenact benchmark`` runs: the training budget and the stages of each model.
+
+Every model is trained and evaluated through the ``reenact fit``/``reenact test`` commands themselves (one
+subprocess per stage), so the comparison uses exactly the code path a user runs, DDP included: the shared
+Trainer options (``--trainer.devices``, ``--trainer.strategy``, seed, data) are the same for every stage.
+
+Models with a prerequisite stage get it first, inside their own budget:
+
+* ``pechead``: the Face Shape Reconstructor ``R`` (``--model.stage reconstructor``, supplement 2.3: "R is
+  separately trained"), then the generator stage with ``--model.reconstructor_ckpt``;
+* ``lpmm``: its LIA backbone (``reenact fit --model lia``), then LPMM with ``--model.backbone_ckpt``. When ``lia``
+  is benchmarked too, the same LIA run serves both.
+
+Budget (``--budget``): ``STEPS`` (``300`` or ``300steps``) replaces the preset's ``trainer.max_steps`` of the
+model's main stage, and scales its prerequisite stages by the same factor; ``MINUTES`` (``2.5min``, ``90s``)
+gives every model the same wall-clock training time (``trainer.max_time``), split between its stages in the
+proportions of :data:`STAGE_SHARE`. ``max_steps`` counts optimiser steps, as Lightning does: models with a
+generator and a discriminator make two per batch (their presets say so).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from reenact.registry import get_entry, list_models, preset_config
+
+#: Share of a model's wall-clock budget given to each of its stages (``MINUTES`` budgets).
+STAGE_SHARE: dict[str, dict[str, float]] = {
+    "pechead": {"pechead.reconstructor": 0.25, "pechead": 0.75},
+    "lpmm": {"lia": 0.6, "lpmm": 0.4},
+}
+#: Steps of a prerequisite stage as a fraction of its model's main-stage steps (``STEPS`` budgets and presets).
+PREREQUISITE_STEPS: dict[str, float] = {"pechead.reconstructor": 0.5}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """``steps`` (optimiser steps of each model's main stage) or ``seconds`` (training time per model);
+    neither: the presets' own ``max_steps``."""
+
+    steps: int | None = None
+    seconds: float | None = None
+
+    @classmethod
+    def parse(cls, text: str | None) -> Budget:
+        if text is None or text in ("", "preset"):
+            return cls()
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(steps?|s|sec|min|m|h)?\s*", text.lower())
+        if not match:
+            raise ValueError(f"--budget {text!r}: expected STEPS (e.g. 300 or 300steps) or a time (e.g. 2.5min, "
+                             "90s, 1h)")
+        value, unit = float(match.group(1)), match.group(2) or "steps"
+        if value <= 0:
+            raise ValueError(f"--budget {text!r} must be positive")
+        if unit.startswith("step"):
+            if value != int(value):
+                raise ValueError(f"--budget {text!r}: a step budget is a whole number")
+            return cls(steps=int(value))
+        factor = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}[unit]
+        return cls(seconds=value * factor)
+
+    def describe(self) -> str:
+        if self.steps is not None:
+            return f"{self.steps} optimiser steps per model (main stage; prerequisite stages scaled alike)"
+        if self.seconds is not None:
+            return f"{self.seconds / 60:g} min of training per model (wall clock, split between its stages)"
+        return "each preset's own trainer.max_steps"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"steps": self.steps, "seconds": self.seconds, "description": self.describe()}
+
+
+@dataclass
+class Stage:
+    """One ``reenact fit`` or ``reenact test`` subprocess.
+
+    ``checkpoint_args`` maps a CLI option (``--model.backbone_ckpt``) to the key of the stage whose final
+    checkpoint it receives.
+    """
+
+    key: str
+    model: str
+    command: str
+    owner: str
+    args: list[str] = field(default_factory=list)
+    checkpoint_args: dict[str, str] = field(default_factory=dict)
+    max_steps: int | None = None
+    max_seconds: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "model": self.model, "command": self.command, "owner": self.owner,
+                "args": self.args, "checkpoint_args": self.checkpoint_args, "max_steps": self.max_steps,
+                "max_seconds": self.max_seconds}
+
+
+def _preset_steps(name: str, preset: str) -> int:
+    steps = (preset_config(name, preset).get("trainer") or {}).get("max_steps")
+    if not steps or steps < 0:
+        raise ValueError(f"conf/{name}/{preset}.yaml sets no trainer.max_steps; give --budget STEPS or MINUTES")
+    return int(steps)
+
+
+def _fit(key: str, model: str, owner: str, main_steps: int, budget: Budget, scale: float,
+         args: list[str] | None = None, checkpoint_args: dict[str, str] | None = None) -> Stage:
+    stage = Stage(key=key, model=model, command="fit", owner=owner, args=list(args or []),
+                  checkpoint_args=dict(checkpoint_args or {}))
+    if budget.seconds is not None:
+        stage.max_seconds = budget.seconds * STAGE_SHARE.get(owner, {}).get(key, 1.0)
+        stage.max_steps = main_steps if key == owner else max(1, round(main_steps * PREREQUISITE_STEPS.get(key, 1)))
+    else:
+        stage.max_steps = max(1, round(main_steps * scale))
+    return stage
+
+
+def plan_model(name: str, preset: str, budget: Budget, checkpoints: dict[str, str],
+               shared_backbone: bool) -> list[Stage]:
+    """The stages that train (unless ``checkpoints`` has the model) and test ``name``."""
+    entry = get_entry(name)
+    model_class = entry.load_class()
+    test_args: list[str] = []
+    stages: list[Stage] = []
+    if name in checkpoints:
+        test_args = ["--ckpt_path", checkpoints[name]]
+    elif model_class.trainable:
+        preset_steps = _preset_steps(name, preset)
+        main_steps = budget.steps if budget.steps is not None else preset_steps
+        scale = main_steps / preset_steps
+        if name == "pechead":
+            reconstructor_steps = max(1, round(preset_steps * PREREQUISITE_STEPS["pechead.reconstructor"]))
+            stages.append(_fit("pechead.reconstructor", "pechead", name, reconstructor_steps, budget, scale,
+                               ["--model.stage", "reconstructor"]))
+            stages.append(_fit("pechead", "pechead", name, preset_steps, budget, scale,
+                               checkpoint_args={"--model.reconstructor_ckpt": "pechead.reconstructor"}))
+        elif name == "lpmm":
+            if "lia" not in checkpoints:
+                backbone = _fit("lia", "lia", "lia" if shared_backbone else name, _preset_steps("lia", preset),
+                                budget, scale)
+                if shared_backbone and budget.seconds is not None:
+                    backbone.max_seconds = budget.seconds  # lia's own full budget: it is a benchmarked model
+                stages.append(backbone)
+            config = preset_config(name, preset).get("model") or {}
+            stage_args: list[str] = []
+            # LPMM's regressor and adaptor stages are counted in batches inside the model: scale them too.
+            for option in ("regressor_steps", "adaptor_steps"):
+                if option in config and budget.steps is not None:
+                    stage_args += [f"--model.{option}", str(max(1, round(config[option] * scale)))]
+            stages.append(_fit("lpmm", "lpmm", name, preset_steps, budget, scale, stage_args,
+                               checkpoint_args={"--model.backbone_ckpt": "lia"}))
+            if "lia" in checkpoints:
+                stages[-1].checkpoint_args = {}
+                stages[-1].args += ["--model.backbone_ckpt", checkpoints["lia"]]
+        else:
+            stages.append(_fit(name, name, name, preset_steps, budget, scale))
+        test_args = []
+    stages.append(Stage(key=f"{name}.test", model=name, command="test", owner=name, args=test_args,
+                        checkpoint_args={} if test_args or not model_class.trainable else {"--ckpt_path": name}))
+    return stages
+
+
+def plan(models: list[str], preset: str, budget: Budget, checkpoints: dict[str, str]) -> list[Stage]:
+    """All stages in run order; a stage shared by two models (LIA) appears once."""
+    known = list_models()
+    for name in [*models, *checkpoints]:
+        if name not in known:
+            raise ValueError(f"unknown model {name!r}; registered: {', '.join(known)}")
+    stages: list[Stage] = []
+    seen: set[str] = set()
+    # The backbone first, so that lpmm finds it whichever order the models were given in.
+    ordered = sorted(models, key=lambda m: (m != "lia", models.index(m)))
+    for name in ordered:
+        for stage in plan_model(name, preset, budget, checkpoints, shared_backbone="lia" in models):
+            if stage.key not in seen:
+                seen.add(stage.key)
+                stages.append(stage)
+    return stages

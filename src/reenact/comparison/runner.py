@@ -1,0 +1,152 @@
+"""Runs the stages of a benchmark as ``reenact fit``/``reenact test`` subprocesses, resumably.
+
+Layout of ``--out DIR``::
+
+    DIR/benchmark.json            the settings (models, preset, budget, data, seed, trainer options)
+    DIR/stages/<key>/             one folder per stage, the subprocess's working directory
+        log.txt                   its stdout and stderr
+        runs/<model>/...          Lightning's logs and checkpoints (TensorBoard, CSV, results.json)
+        done.json                 written last, atomically: the stage finished (checkpoint, wall time)
+    DIR/report.md, report.json, *.png
+
+A stage with ``done.json`` is skipped on a re-run; a ``fit`` stage interrupted after its first checkpoint
+resumes from ``last.ckpt`` (``--ckpt_path``), Lightning restoring the step count and the timer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from reenact.comparison.plan import Stage
+from reenact.data.video import atomic_path
+
+
+class StageFailed(RuntimeError):
+    def __init__(self, stage: Stage, log: Path, returncode: int) -> None:
+        tail = ""
+        if log.is_file():
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
+        super().__init__(f"stage {stage.key!r} ({stage.command} {stage.model}) exited with code {returncode}; "
+                         f"full log: {log}\n--- last lines ---\n{tail}")
+        self.stage, self.log, self.returncode = stage, log, returncode
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    with atomic_path(path) as temporary:
+        temporary.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def _latest(directory: Path, pattern: str) -> Path | None:
+    """The most recently written file matching ``pattern`` under ``directory``."""
+    found = sorted(directory.glob(pattern), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
+
+
+def _max_time(seconds: float) -> str:
+    seconds = max(1, int(round(seconds)))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{days:02d}:{hours:02d}:{minutes:02d}:{seconds:02d}"
+
+
+class StageRunner:
+    """Builds each stage's command line from the shared settings and runs it in its own folder."""
+
+    def __init__(self, out: Path, preset: str, data_root: str | None, seed: int, common_args: list[str],
+                 test_args: list[str]) -> None:
+        self.out = out
+        self.preset = preset
+        self.data_root = data_root
+        self.seed = seed
+        self.common_args = common_args
+        self.test_args = test_args
+
+    def directory(self, stage: Stage) -> Path:
+        return self.out / "stages" / stage.key
+
+    def done(self, stage: Stage) -> dict[str, Any] | None:
+        path = self.directory(stage) / "done.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def checkpoint(self, key: str) -> str:
+        path = self.out / "stages" / key / "done.json"
+        if not path.is_file():
+            raise RuntimeError(f"stage {key!r} has not finished: no {path}")
+        checkpoint = json.loads(path.read_text()).get("checkpoint")
+        if not checkpoint:
+            raise RuntimeError(f"stage {key!r} finished without a checkpoint ({path})")
+        return checkpoint
+
+    def command(self, stage: Stage) -> list[str]:
+        args = [sys.executable, "-m", "reenact.cli", stage.command, "--model", stage.model, "--preset", self.preset,
+                "--seed_everything", str(self.seed), "--data.seed", str(self.seed), *self.common_args]
+        if self.data_root is not None:
+            args += ["--data.root", self.data_root]
+        if stage.command == "fit":
+            if stage.max_steps is not None:
+                args += ["--trainer.max_steps", str(stage.max_steps)]
+            if stage.max_seconds is not None:
+                args += ["--trainer.max_time", _max_time(stage.max_seconds)]
+            # Validation during training is not part of the comparison; the test stage evaluates.
+            args += ["--trainer.limit_val_batches", "0", "--trainer.num_sanity_val_steps", "0"]
+        else:
+            args += self.test_args
+        for option, key in stage.checkpoint_args.items():
+            args += [option, self.checkpoint(key)]
+        args += stage.args
+        if stage.command == "fit":
+            resume = _latest(self.directory(stage), f"runs/{stage.model}/version_*/checkpoints/last.ckpt")
+            if resume is not None:
+                args += ["--ckpt_path", str(resume)]
+        return args
+
+    def run(self, stage: Stage) -> dict[str, Any]:
+        """Run ``stage`` (blocking) and write its ``done.json``; raise :class:`StageFailed` on failure."""
+        directory = self.directory(stage)
+        directory.mkdir(parents=True, exist_ok=True)
+        command = self.command(stage)
+        log = directory / "log.txt"
+        environment = dict(os.environ, PYTHONUNBUFFERED="1", COLUMNS="120")
+        started = time.perf_counter()
+        with open(log, "a") as stream:
+            stream.write(f"\n$ {' '.join(command)}\n")
+            stream.flush()
+            completed = subprocess.run(command, cwd=directory, stdout=stream, stderr=subprocess.STDOUT,
+                                       env=environment, check=False)
+        seconds = time.perf_counter() - started
+        if completed.returncode != 0:
+            raise StageFailed(stage, log, completed.returncode)
+        record: dict[str, Any] = {"stage": stage.to_dict(), "argv": command, "seconds": round(seconds, 1),
+                                  "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        runs = directory / "runs" / stage.model
+        if stage.command == "fit":
+            checkpoint = _latest(runs, "version_*/checkpoints/last.ckpt")
+            if checkpoint is None:
+                raise StageFailed(stage, log, 0) from RuntimeError(f"no last.ckpt under {runs}")
+            record["checkpoint"] = str(checkpoint.resolve())
+            metrics_csv = _latest(runs, "csv/version_*/metrics.csv")
+            record["metrics_csv"] = str(metrics_csv.resolve()) if metrics_csv else None
+            record["global_step"] = _checkpoint_step(checkpoint)
+        else:
+            results = _latest(runs, "version_*/results.json")
+            if results is None:
+                raise StageFailed(stage, log, 0) from RuntimeError(f"no results.json under {runs}")
+            record["results"] = str(results.resolve())
+        write_json(directory / "done.json", record)
+        return record
+
+
+def _checkpoint_step(path: Path) -> int | None:
+    import torch
+
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True).get("global_step"))
+    except Exception:  # the step is informative only; a checkpoint Lightning wrote is otherwise fine
+        return None

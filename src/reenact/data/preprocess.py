@@ -1,0 +1,629 @@
+"""``reenact preprocess IN OUT``: detect, crop, resize and annotate raw videos and images (FOMM layout).
+
+What it writes (``OUT`` is a dataset root that :class:`reenact.data.ReenactDataModule` reads)::
+
+    OUT/
+      train/<name>.mp4                  one cropped video per clip (or <name>/0000.png ... with --format png)
+      test/<name>.mp4                   only when IN has a test/ folder (or --split test)
+      images/<name>.png                 one cropped PNG per input image (usable as `reenact predict --source`)
+      annotations/<split>/<name>.npz    68 landmarks, head pose, detection flags per frame
+      annotations/images/<name>.npz     the same for the images
+      preprocess.json                   per-input status, crop box and frames (machine-readable)
+
+Crop rule (one stable crop per clip, FOMM ``crop-video.py`` style):
+
+1. Every ``stride``-th frame is downscaled so its longest side is at most ``detect_size`` and the landmark
+   backend (:func:`reenact.face.landmarks.get_landmark_backend`, dlib by default) finds the largest face.
+2. A frame's *face box* is the bounding box of its 68 landmarks with the top raised by :data:`FOREHEAD` of the
+   box height (the landmarks stop at the eyebrows; a face detector's box includes the forehead).
+3. Consecutive detections stay in one segment while their IoU with the segment's *first* box is at least
+   ``iou_threshold`` (FOMM's ``iou_with_initial``, 0.25); a lower IoU (the face jumped: a cut, another
+   person) starts a new segment, written as ``<name>_partNN``. ``iou_threshold=0`` keeps one crop per clip.
+   Segments shorter than ``min_frames`` are dropped (unless every segment is that short: the longest is kept).
+4. The crop of a segment is the union of its face boxes, made square around the union's centre with side
+   ``(1 + 2 * increase) * max(width, height)``. Parts of the square outside the frame are filled by edge
+   replication (the square is never clamped or shifted, so the face stays centred and nothing is stretched).
+5. The square is resized to ``size x size`` (PIL bicubic, antialiased).
+
+Annotations are computed *after* cropping, on the stored frames, by
+:func:`reenact.data.annotate.annotate_video` (the function behind ``reenact data annotate``), so the files
+are identical in format: ``landmarks`` [F, 68, 2], ``pose`` [F, 3], ``detected`` [F] (frames without a
+detection take the nearest detected frame's landmarks and ``detected = 0``).
+
+Resuming: an output is finished once its annotation file (written last, atomically) exists; inputs whose
+outputs are all finished are skipped (``skipped-existing``) unless ``overwrite``. Inputs with no face are
+tried again on every run. ``preprocess.json`` is rewritten atomically after every input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from reenact.data.discovery import SPLITS, annotation_path
+from reenact.data.video import (
+    VIDEO_SUFFIXES,
+    VideoReadError,
+    _decode,
+    atomic_path,
+    read_image,
+    read_video,
+    video_fps,
+    write_frame_folder,
+    write_video,
+)
+
+#: File suffixes read as videos and as single images.
+INPUT_VIDEO_SUFFIXES: tuple[str, ...] = VIDEO_SUFFIXES
+INPUT_IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+#: Fraction of the landmark box height added above it so that the face box covers the forehead.
+FOREHEAD = 0.25
+#: Sub-folder of OUT (and pseudo-split of ``annotations/``) holding cropped single images.
+IMAGE_DIR = "images"
+SUMMARY_FILE = "preprocess.json"
+STATUSES = ("processed", "skipped-existing", "no-face", "unreadable")
+
+
+class NoFaceError(ValueError):
+    """No face was detected where one is needed (the message names the image or file)."""
+
+
+# ------------------------------------------------------------------------------------------- geometry
+def face_box(landmarks: np.ndarray) -> np.ndarray:
+    """``[68, 2]`` landmarks (x, y pixels) -> face box ``[4]`` float64 ``(left, top, right, bottom)``: the
+    landmark bounding box with its top raised by :data:`FOREHEAD` of its height."""
+    points = np.asarray(landmarks, dtype=np.float64)
+    left, top = points.min(axis=0)
+    right, bottom = points.max(axis=0)
+    return np.array([left, top - FOREHEAD * (bottom - top), right, bottom])
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two ``(left, top, right, bottom)`` boxes."""
+    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    intersection = width * height
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - intersection
+    return float(intersection / union) if union > 0 else 0.0
+
+
+def square_crop_box(boxes: np.ndarray, increase: float = 0.1) -> tuple[int, int, int, int]:
+    """Face boxes ``[N, 4]`` -> the integer square crop ``(left, top, right, bottom)`` (right/bottom exclusive)
+    around their union, side ``(1 + 2 * increase) * max(width, height)``; it may extend outside the frame."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    left, top = boxes[:, 0].min(), boxes[:, 1].min()
+    right, bottom = boxes[:, 2].max(), boxes[:, 3].max()
+    side = max(2, int(round((1 + 2 * increase) * max(right - left, bottom - top))))
+    x0 = int(round((left + right) / 2 - side / 2))
+    y0 = int(round((top + bottom) / 2 - side / 2))
+    return x0, y0, x0 + side, y0 + side
+
+
+def crop_frame(frame: np.ndarray, box: tuple[int, int, int, int], size: int) -> np.ndarray:
+    """``[H, W, 3]`` uint8 -> ``[size, size, 3]`` uint8: the square ``box`` (edge-replicated where it leaves
+    the frame) resized with PIL bicubic."""
+    height, width = frame.shape[:2]
+    left, top, right, bottom = box
+    # Clipped indices replicate the edge rows/columns wherever the box leaves the frame.
+    rows = np.clip(np.arange(top, bottom), 0, height - 1)
+    columns = np.clip(np.arange(left, right), 0, width - 1)
+    square = np.ascontiguousarray(frame[rows[:, None], columns[None, :]])
+    return np.asarray(Image.fromarray(square).resize((size, size), Image.Resampling.BICUBIC))
+
+
+def _detection_view(frame: np.ndarray, detect_size: int) -> tuple[np.ndarray, float]:
+    """Downscale ``[H, W, 3]`` so its longest side is at most ``detect_size`` (0: never) -> (view, scale) with
+    ``original = (view + 0.5) * scale - 0.5`` in the pixel-centre convention."""
+    height, width = frame.shape[:2]
+    longest = max(height, width)
+    if detect_size <= 0 or longest <= detect_size:
+        return np.ascontiguousarray(frame), 1.0
+    scale = longest / detect_size
+    size = (max(1, round(width / scale)), max(1, round(height / scale)))
+    view = np.asarray(Image.fromarray(frame).resize(size, Image.Resampling.BILINEAR))
+    return view, width / size[0]
+
+
+def detect_face_box(frame: np.ndarray, backend: str = "dlib", detect_size: int = 640) -> np.ndarray | None:
+    """Face box ``[4]`` (see :func:`face_box`) of the largest face of ``[H, W, 3]`` uint8 RGB in its pixels,
+    or ``None``; detection runs on a view downscaled to ``detect_size``."""
+    from reenact.face.landmarks import get_landmark_backend
+
+    view, scale = _detection_view(frame, detect_size)
+    landmarks = get_landmark_backend(backend).detect(view)
+    if landmarks is None:
+        return None
+    return face_box((landmarks.astype(np.float64) + 0.5) * scale - 0.5)
+
+
+def crop_image(image: np.ndarray, size: int = 256, increase: float = 0.1, backend: str = "dlib",
+               detect_size: int = 640) -> np.ndarray:
+    """Crop one wild image like a one-frame clip: ``[H, W, 3]`` uint8 RGB -> ``[size, size, 3]`` uint8.
+
+    Raises :class:`NoFaceError` when the landmark backend finds no face, and ``RuntimeError`` when the
+    backend is unavailable here.
+    """
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"crop_image expects an [H, W, 3] uint8 RGB image, got {image.shape} {image.dtype}")
+    _require_backend(backend)
+    box = detect_face_box(image, backend, detect_size)
+    if box is None:
+        raise NoFaceError(f"no face found in the {image.shape[1]}x{image.shape[0]} image ({backend} backend)")
+    return crop_frame(image, square_crop_box(box[None], increase), size)
+
+
+def load_cropped_source(path: str | Path, size: int, increase: float = 0.1, backend: str = "dlib") -> Any:
+    """An image (or a video's first frame) -> face-cropped ``[1, 3, size, size]`` float tensor in [0, 1], for
+    ``reenact predict --crop-source``. Raises ``SystemExit`` with a clear message on failure."""
+    import torch
+
+    path = Path(path)
+    try:
+        if path.is_dir():
+            frame = read_video(path, max_frames=1)[0]
+        else:
+            frame = read_image(path) if path.suffix.lower() in INPUT_IMAGE_SUFFIXES else next(_iter_frames(path))
+        cropped = crop_image(frame, size=size, increase=increase, backend=backend)
+    except (VideoReadError, NoFaceError, RuntimeError, StopIteration) as error:
+        raise SystemExit(f"reenact predict: --crop-source {path}: {error}") from None
+    return torch.from_numpy(np.array(cropped)).permute(2, 0, 1).float().div(255)[None]
+
+
+# ----------------------------------------------------------------------------------------- inputs
+@dataclass(frozen=True)
+class InputFile:
+    """One input: ``kind`` is ``video`` or ``image``; ``name`` is the output name (unique per destination);
+    ``split`` is where a video goes (images always go to ``images/``)."""
+
+    path: Path
+    kind: str
+    split: str
+    name: str
+
+    @property
+    def key(self) -> str:
+        return str(self.path)
+
+
+def _kind(path: Path) -> str | None:
+    suffix = path.suffix.lower()
+    return "video" if suffix in INPUT_VIDEO_SUFFIXES else "image" if suffix in INPUT_IMAGE_SUFFIXES else None
+
+
+def find_inputs(source: str | Path, split: str = "auto") -> list[InputFile]:
+    """The videos and images of ``source`` (a file, or a folder searched recursively), sorted by path.
+
+    Names: a file directly in ``source`` keeps its stem; ``person/clip.mp4`` becomes ``person#clip`` and
+    deeper paths ``person#a_b_clip`` (identity = first folder, the dataset's ``<identity>#<clip>`` rule).
+    ``split="auto"`` sends files under a top-level ``train/``, ``val/`` or ``test/`` folder of ``source`` to that
+    split (the folder is not part of the name) and everything else to ``train``. Clashing names get ``_2``,
+    ``_3``... Hidden files and folders are ignored.
+
+    Raises ``FileNotFoundError`` naming ``source`` when it does not exist, ``ValueError`` when it is a file of
+    an unsupported type or a folder without any supported file.
+    """
+    source = Path(source)
+    if split not in ("auto", *SPLITS):
+        raise ValueError(f"split must be auto, train, val or test, not {split!r}")
+    if not source.exists():
+        raise FileNotFoundError(f"{source}: no such file or folder")
+    supported = ", ".join(INPUT_VIDEO_SUFFIXES + INPUT_IMAGE_SUFFIXES)
+    if source.is_file():
+        kind = _kind(source)
+        if kind is None:
+            raise ValueError(f"{source}: unsupported file type {source.suffix!r} (supported: {supported})")
+        return [InputFile(source, kind, "train" if split == "auto" else split, source.stem)]
+    files = sorted(
+        path for path in source.rglob("*")
+        if path.is_file() and _kind(path) is not None
+        and not any(part.startswith(".") for part in path.relative_to(source).parts)
+    )
+    if not files:
+        raise ValueError(f"{source}: folder holds no video or image file ({supported})")
+    inputs: list[InputFile] = []
+    taken: set[tuple[str, str]] = set()
+    for path in files:
+        kind = _kind(path)
+        assert kind is not None
+        parts = list(path.relative_to(source).parts)
+        target = "train" if split == "auto" else split
+        if split == "auto" and len(parts) > 1 and parts[0] in SPLITS:
+            target = parts.pop(0)
+        stems = [*parts[:-1], Path(parts[-1]).stem]
+        name = stems[0] if len(stems) == 1 else f"{stems[0]}#{'_'.join(stems[1:])}"
+        where = IMAGE_DIR if kind == "image" else target
+        unique, count = name, 1
+        while (where, unique) in taken:
+            count += 1
+            unique = f"{name}_{count}"
+        taken.add((where, unique))
+        inputs.append(InputFile(path, kind, target, unique))
+    return inputs
+
+
+def _iter_frames(path: Path) -> Iterator[np.ndarray]:
+    """Stream ``[H, W, 3]`` uint8 RGB frames of a video file (or the one frame of an image)."""
+    if path.suffix.lower() in INPUT_IMAGE_SUFFIXES:
+        yield read_image(path)
+        return
+    yield from _decode(path, None)
+
+
+# ------------------------------------------------------------------------------------------ config
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Options of :func:`preprocess` (see ``reenact preprocess --help``)."""
+
+    size: int = 256
+    increase: float = 0.1
+    iou_threshold: float = 0.25
+    min_frames: int = 2
+    stride: int = 1
+    detect_size: int = 640
+    backend: str = "dlib"
+    video_format: str = "mp4"
+    split: str = "auto"
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.size < 16:
+            problems.append(f"size must be >= 16, got {self.size}")
+        if self.increase < 0:
+            problems.append(f"increase must be >= 0, got {self.increase}")
+        if not 0 <= self.iou_threshold <= 1:
+            problems.append(f"iou_threshold must be in [0, 1], got {self.iou_threshold}")
+        if self.stride < 1 or self.min_frames < 1:
+            problems.append(f"stride and min_frames must be >= 1, got {self.stride} and {self.min_frames}")
+        if self.video_format not in ("mp4", "png"):
+            problems.append(f"video_format must be mp4 or png, not {self.video_format!r}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+
+@dataclass
+class Segment:
+    """Frames ``[start, end)`` of one input cropped with one box; ``boxes`` are the face boxes found in it."""
+
+    start: int
+    end: int
+    boxes: list[np.ndarray] = field(default_factory=list)
+
+
+def split_segments(detections: list[tuple[int, np.ndarray | None]], num_frames: int, iou_threshold: float,
+                   min_frames: int = 1) -> tuple[list[Segment], int]:
+    """Sampled ``(frame index, face box or None)`` in frame order -> (segments, frames dropped).
+
+    A detection whose IoU with its segment's first box is below ``iou_threshold`` starts a new segment at its
+    frame; frames before the first detection belong to the first segment. Segments shorter than
+    ``min_frames`` are dropped unless all are, in which case the longest is kept. ``[]`` when nothing was
+    detected.
+    """
+    segments: list[Segment] = []
+    for index, box in detections:
+        if box is None:
+            continue
+        if not segments:
+            segments.append(Segment(0, num_frames, [box]))
+        elif iou_threshold > 0 and box_iou(segments[-1].boxes[0], box) < iou_threshold:
+            segments[-1].end = index
+            segments.append(Segment(index, num_frames, [box]))
+        else:
+            segments[-1].boxes.append(box)
+    kept = [segment for segment in segments if segment.end - segment.start >= min_frames]
+    if segments and not kept:
+        kept = [max(segments, key=lambda segment: segment.end - segment.start)]
+    dropped = sum(segment.end - segment.start for segment in segments if segment not in kept)
+    return kept, dropped
+
+
+# ------------------------------------------------------------------------------------------ results
+@dataclass
+class InputResult:
+    """What happened to one input; ``outputs`` holds one dict per written clip or image (``name``, ``path``
+    and ``annotation`` relative to OUT, ``frames`` ``[start, end)`` of the input, ``crop_box`` ``[left, top,
+    right, bottom]`` in input pixels, ``padded``, ``detection_rate`` after cropping)."""
+
+    input: str
+    kind: str
+    split: str
+    name: str
+    status: str
+    frames: int | None = None
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+    dropped_frames: int = 0
+    message: str = ""
+
+
+@dataclass
+class PreprocessSummary:
+    """All :class:`InputResult` of a run, in input order."""
+
+    source: str
+    out: str
+    config: PreprocessConfig
+    results: list[InputResult] = field(default_factory=list)
+
+    def by_status(self, status: str) -> list[InputResult]:
+        return [result for result in self.results if result.status == status]
+
+    def counts(self) -> dict[str, int]:
+        return {status: len(self.by_status(status)) for status in STATUSES}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"source": self.source, "out": self.out, "config": asdict(self.config), "counts": self.counts(),
+                "inputs": [asdict(result) for result in self.results]}
+
+    def write(self) -> Path:
+        target = Path(self.out) / SUMMARY_FILE
+        with atomic_path(target) as temporary:
+            temporary.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        return target
+
+
+def _output_entry(out: Path, item: InputFile, name: str, config: PreprocessConfig) -> tuple[Path, Path]:
+    """(stored video or image, annotation file) of output ``name`` of ``item``."""
+    if item.kind == "image":
+        return out / IMAGE_DIR / f"{name}.png", annotation_path(out, IMAGE_DIR, name)
+    suffix = ".mp4" if config.video_format == "mp4" else ""
+    return out / item.split / f"{name}{suffix}", annotation_path(out, item.split, name)
+
+
+def _finished(out: Path, outputs: list[dict[str, Any]]) -> bool:
+    return bool(outputs) and all((out / o["path"]).exists() and (out / o["annotation"]).is_file() for o in outputs)
+
+
+def _previous_results(out: Path) -> dict[str, dict[str, Any]]:
+    """Input key -> record of an earlier run's ``preprocess.json`` (``{}`` when absent or unreadable)."""
+    try:
+        data = json.loads((out / SUMMARY_FILE).read_text())
+        return {record["input"]: record for record in data.get("inputs", []) if isinstance(record, dict)}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
+def _require_backend(backend: str) -> None:
+    from reenact.face.landmarks import get_landmark_backend
+
+    reason = get_landmark_backend(backend).unavailable_reason()
+    if reason is not None:
+        raise RuntimeError(f"landmark backend {backend!r} is unavailable: {reason}")
+
+
+# ------------------------------------------------------------------------------------------- work
+def preprocess_input(item: InputFile, out: Path, config: PreprocessConfig,
+                     previous: dict[str, Any] | None = None) -> InputResult:
+    """Detect, crop, resize, write and annotate one input (see the module docstring); never raises for a bad
+    or faceless input: the returned status says ``unreadable`` or ``no-face`` and ``message`` why."""
+    from reenact.data.annotate import annotate_video
+
+    result = InputResult(input=item.key, kind=item.kind, split=IMAGE_DIR if item.kind == "image" else item.split,
+                         name=item.name, status="processed")
+    if not config.overwrite:
+        if previous and previous.get("status") in ("processed", "skipped-existing") \
+                and _finished(out, previous.get("outputs", [])):
+            result.status, result.frames = "skipped-existing", previous.get("frames")
+            result.outputs, result.dropped_frames = previous["outputs"], previous.get("dropped_frames", 0)
+            return result
+        stored, annotation = _output_entry(out, item, item.name, config)
+        if stored.exists() and annotation.is_file():
+            result.status, result.message = "skipped-existing", "output found (no earlier preprocess.json record)"
+            result.outputs = [{"name": item.name, "path": str(stored.relative_to(out)),
+                               "annotation": str(annotation.relative_to(out))}]
+            return result
+    # Pass 1: stream the frames, detect every stride-th one.
+    detections: list[tuple[int, np.ndarray | None]] = []
+    shape: tuple[int, ...] | None = None
+    count = 0
+    try:
+        for count, frame in enumerate(_iter_frames(item.path), start=1):
+            if shape is None:
+                shape = frame.shape
+            elif frame.shape != shape:
+                raise VideoReadError(f"{item.path}: frames of different sizes {shape} and {frame.shape}")
+            if (count - 1) % config.stride == 0:
+                detections.append((count - 1, detect_face_box(frame, config.backend, config.detect_size)))
+    except VideoReadError as error:
+        result.status, result.message = "unreadable", str(error)
+        return result
+    result.frames = count
+    if count == 0:
+        result.status, result.message = "unreadable", f"{item.path}: holds no decodable frame"
+        return result
+    segments, result.dropped_frames = split_segments(detections, count, config.iou_threshold,
+                                                      min_frames=1 if item.kind == "image" else config.min_frames)
+    if not segments:
+        result.status = "no-face"
+        result.message = f"no face in any of {len(detections)} sampled frame(s)"
+        return result
+    # Pass 2: crop every frame of every segment with its one box.
+    boxes = [square_crop_box(np.stack(segment.boxes), config.increase) for segment in segments]
+    crops: list[list[np.ndarray]] = [[] for _ in segments]
+    try:
+        for index, frame in enumerate(_iter_frames(item.path)):
+            for number, segment in enumerate(segments):
+                if segment.start <= index < segment.end:
+                    crops[number].append(crop_frame(frame, boxes[number], config.size))
+    except VideoReadError as error:
+        result.status, result.message = "unreadable", str(error)
+        return result
+    fps = video_fps(item.path) if item.kind == "video" else 25.0
+    height, width = shape[:2] if shape is not None else (0, 0)
+    lost: list[str] = []
+    for number, (segment, box, frames) in enumerate(zip(segments, boxes, crops, strict=True)):
+        name = item.name if len(segments) == 1 else f"{item.name}_part{number:02d}"
+        stored, annotation = _output_entry(out, item, name, config)
+        _remove(annotation)
+        _remove(stored)
+        array = np.stack(frames)
+        if item.kind == "image":
+            with atomic_path(stored) as temporary:
+                Image.fromarray(array[0]).save(temporary, format="PNG")
+        elif config.video_format == "png":
+            write_frame_folder(stored, array)
+        else:
+            write_video(stored, array, fps=fps)
+        arrays = annotate_video(stored, config.backend)
+        if arrays is None:  # the detector found the face in the input but not in the crop
+            _remove(stored)
+            lost.append(name)
+            continue
+        annotation.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(annotation) as temporary, open(temporary, "wb") as handle:
+            np.savez(handle, **arrays)
+        result.outputs.append({
+            "name": name, "path": str(stored.relative_to(out)), "annotation": str(annotation.relative_to(out)),
+            "frames": [segment.start, segment.end], "crop_box": list(box),
+            "padded": bool(box[0] < 0 or box[1] < 0 or box[2] > width or box[3] > height),
+            "detection_rate": round(float(arrays["detected"].mean()), 4),
+        })
+    if not result.outputs:
+        result.status = "no-face"
+        result.message = "a face was detected in the input but in none of the cropped frames"
+    elif lost:
+        result.message = f"dropped {', '.join(lost)}: no face detected after cropping"
+    return result
+
+
+def preprocess(source: str | Path, out: str | Path, config: PreprocessConfig | None = None, *,
+               on_input: Callable[[InputFile, InputResult], None] | None = None,
+               on_start: Callable[[list[InputFile]], None] | None = None) -> PreprocessSummary:
+    """Preprocess every input of ``source`` into the dataset root ``out`` (see the module docstring).
+
+    Raises before any long work: ``FileNotFoundError``/``ValueError`` naming ``source`` when it is missing or
+    holds nothing usable, ``ValueError`` for bad options or an ``out`` that is a file, ``RuntimeError`` when the
+    landmark backend is unavailable. Unreadable or faceless inputs are recorded, not raised.
+    """
+    config = config or PreprocessConfig()
+    inputs = find_inputs(source, config.split)
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: output exists and is not a folder")
+    _require_backend(config.backend)
+    out.mkdir(parents=True, exist_ok=True)
+    previous = _previous_results(out)
+    summary = PreprocessSummary(source=str(source), out=str(out), config=config)
+    if on_start is not None:
+        on_start(inputs)
+    for item in inputs:
+        result = preprocess_input(item, out, config, previous.get(item.key))
+        summary.results.append(result)
+        summary.write()  # after every input, so an interrupted run leaves an up-to-date record
+        if on_input is not None:
+            on_input(item, result)
+    return summary
+
+
+# -------------------------------------------------------------------------------------------- CLI
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reenact preprocess",
+        description="Detect the face in raw videos or images, crop one stable square per clip, resize, and write "
+                    "a FOMM-layout dataset (OUT/train, OUT/test, OUT/images for single images) with per-frame "
+                    "annotations (68 landmarks, head pose) in OUT/annotations and a summary in "
+                    "OUT/preprocess.json. Finished outputs are skipped on re-run unless --overwrite.",
+        epilog="Crop: union of the per-frame face boxes (landmark box + forehead) of a clip, enlarged by "
+               "--increase of its size on each side, made square around its centre; outside the frame the "
+               "edge pixels are replicated. Example: reenact preprocess raw_videos/ data/mine --size 256",
+    )
+    parser.add_argument("input", metavar="IN", help="a video (mp4/avi/mov/mkv/webm/gif), an image "
+                        "(png/jpg/jpeg/bmp/webp), or a folder searched recursively for both")
+    parser.add_argument("out", metavar="OUT", help="output dataset root (created if missing)")
+    parser.add_argument("--size", type=int, default=256, help="side of the square output frames (default: 256)")
+    parser.add_argument("--split", choices=("auto", "train", "val", "test"), default="auto",
+                        help="split of the videos; auto (default): a top-level train/, val/ or test/ folder of IN "
+                             "is kept, everything else goes to train")
+    parser.add_argument("--increase", type=float, default=0.1,
+                        help="margin added on each side of the face box, as a fraction of its size (default: 0.1,"
+                             " FOMM's increase_area; 0.3 gives looser, VoxCeleb-like framing)")
+    parser.add_argument("--iou-threshold", type=float, default=0.25,
+                        help="start a new clip (<name>_partNN) when a face box's IoU with the clip's first box "
+                             "falls below this (default: 0.25, FOMM's iou_with_initial; 0: one crop per input)")
+    parser.add_argument("--min-frames", type=int, default=2,
+                        help="drop split-off clips shorter than this (default: 2)")
+    parser.add_argument("--stride", type=int, default=1,
+                        help="detect the face on every N-th frame to find the crop (default: 1, every frame)")
+    parser.add_argument("--detect-size", type=int, default=640,
+                        help="downscale frames to at most this longest side for detection (default: 640; 0: "
+                             "full resolution)")
+    parser.add_argument("--backend", default="dlib",
+                        help="landmark backend: dlib (default), face-alignment, mediapipe")
+    parser.add_argument("--format", dest="video_format", choices=("mp4", "png"), default="mp4",
+                        help="store clips as H.264 mp4 (default) or as folders of PNG frames")
+    parser.add_argument("--overwrite", action="store_true", help="redo inputs whose outputs already exist")
+    return parser
+
+
+def run_preprocess(args: list[str]) -> int:
+    """``reenact preprocess`` entry point; returns the exit status (0, also when some inputs were skipped)."""
+    options = build_parser().parse_args(args)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    console = Console()
+    try:
+        config = PreprocessConfig(
+            size=options.size, increase=options.increase, iou_threshold=options.iou_threshold,
+            min_frames=options.min_frames, stride=options.stride, detect_size=options.detect_size,
+            backend=options.backend, video_format=options.video_format, split=options.split,
+            overwrite=options.overwrite,
+        )
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console, transient=True) as progress:
+            task = progress.add_task("preprocessing", total=None)
+
+            def start(inputs: list[InputFile]) -> None:
+                progress.update(task, total=len(inputs), description=f"preprocessing {len(inputs)} input(s)")
+
+            def done(item: InputFile, result: InputResult) -> None:
+                progress.advance(task)
+                if result.status == "unreadable":
+                    progress.console.print(f"[red]unreadable, skipped:[/red] {result.message}")
+
+            summary = preprocess(options.input, options.out, config, on_input=done, on_start=start)
+    except (FileNotFoundError, ValueError, RuntimeError, KeyError) as error:
+        raise SystemExit(f"reenact preprocess: {error}") from None
+    counts = summary.counts()
+    table = Table(title=f"preprocess {options.input} -> {options.out}")
+    for status in STATUSES:
+        table.add_column(status)
+    table.add_row(*(str(counts[status]) for status in STATUSES))
+    console.print(table)
+    problems = summary.by_status("no-face") + summary.by_status("unreadable")
+    if problems:
+        detail = Table(title="inputs without output")
+        for column in ("input", "status", "why"):
+            detail.add_column(column, overflow="fold")
+        for result in problems:
+            detail.add_row(result.input, result.status, result.message)
+        console.print(detail)
+    images = [o["path"] for r in summary.by_status("processed") if r.kind == "image" for o in r.outputs]
+    for path in images[:5]:
+        console.print(f"cropped image: {Path(options.out) / path}")
+    console.print(f"summary: {Path(options.out) / SUMMARY_FILE}")
+    return 0
+
+
+__all__ = [
+    "FOREHEAD", "INPUT_IMAGE_SUFFIXES", "INPUT_VIDEO_SUFFIXES", "InputFile", "InputResult", "NoFaceError",
+    "PreprocessConfig", "PreprocessSummary", "Segment", "box_iou", "build_parser", "crop_frame", "crop_image",
+    "detect_face_box", "face_box", "find_inputs", "load_cropped_source", "preprocess", "preprocess_input",
+    "run_preprocess", "split_segments", "square_crop_box",
+]
