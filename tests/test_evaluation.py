@@ -81,3 +81,35 @@ def test_multi_source_evaluation_items(synthetic_root: Path) -> None:
     model = reenact.models.create_model("copy-source", image_size=32)
     batch = next(iter(module.test_dataloader()[0]))
     assert model.animate(batch["source"], batch["driving"]).shape == batch["driving"].shape
+
+
+def test_models_that_cannot_edit_have_no_editing_section(synthetic_root: Path, tmp_path: Path) -> None:
+    """copy-source selects `are` (and `auh`) but cannot edit: no `editing` protocol, and `edit_image` refuses."""
+    import lightning as L
+    import pytest
+
+    from reenact.data import ReenactDataModule
+
+    model = reenact.models.create_model("copy-source", image_size=64, metrics=["l1", "are", "auh"])
+    assert not model.supports_editing and model.editing_metric_names() == []
+    with pytest.raises(NotImplementedError):
+        model.edit_image(torch.rand(1, 3, 64, 64), head_pose=torch.zeros(1, 3))
+    data = ReenactDataModule(root=str(synthetic_root), image_size=64, max_frames_per_video=2,
+                             num_cross_identity_pairs=1)
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.test(model, datamodule=data)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert set(results["protocols"]) == {"same_identity", "cross_identity"}
+    assert "## editing" not in (tmp_path / "results.md").read_text()
+
+
+def test_results_markdown_lists_the_editing_tasks() -> None:
+    metric = {"name": "are", "value": 1.5, "backend": "dlib", "count": 4, "higher_is_better": False, "reason": None,
+              "details": {}}
+    payload = {"model": "pechead", "dataset": None, "protocols": {"editing": {
+        "videos": 2, "frames": 4, "metrics": [metric],
+        "tasks": {"frontalisation": {"images": 4, "metrics": ["are"], "what": "to yaw = pitch = roll = 0"}}}}}
+    markdown = results_markdown(payload)
+    assert "## editing" in markdown and "| are ↓ | 1.5000 | 4 | dlib |" in markdown
+    assert "- frontalisation (4 images; are): to yaw = pitch = roll = 0" in markdown

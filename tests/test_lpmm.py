@@ -448,3 +448,31 @@ def test_ddp_fit_two_processes(tmp_path: Path) -> None:
     with torch.no_grad():
         out = model.animate(torch.rand(1, 1, 3, SIZE, SIZE), torch.rand(1, 2, 3, SIZE, SIZE))
     assert out.shape == (1, 2, 3, SIZE, SIZE)
+
+
+# ------------------------------------------------------------------------------------ editing protocol
+def test_edit_image_transfers_expression_and_refuses_head_pose(fitted_lpmm: LPMM) -> None:
+    """LPMM's editing is expression transfer only (its parameters hold no head angles): the mixed landmarks
+    keep the source's anchor points and take the reference's expression points."""
+    from reenact.metrics import EXPRESSION_TRANSFER
+
+    model = fitted_lpmm
+    source, reference = torch.rand(2, 3, SIZE, SIZE), torch.rand(2, 3, SIZE, SIZE)
+    assert model.supports_editing and model.editing_tasks == (EXPRESSION_TRANSFER,)
+    model.metric_names = ["l1", "are", "auh"]
+    assert model.editing_metric_names() == ["auh"]
+    with torch.no_grad():
+        # No reference: the source's own parameters, i.e. `control.edit` without changes.
+        torch.testing.assert_close(model.edit_image(source), control.edit(model, source, {}), atol=1e-5, rtol=1e-4)
+        transferred = model.edit_image(source, expression_from=reference)
+    assert transferred.shape == (2, 3, SIZE, SIZE) and not torch.allclose(transferred, model.edit_image(source))
+    with pytest.raises(NotImplementedError, match="head pose"):
+        model.edit_image(source, head_pose=torch.zeros(2, 3))
+    # Landmark mixing: a reference that is the source moved and scaled gives back the source's points.
+    points = model.pca.reconstruct(torch.randn(2, model.pca.num_components) * model.pca.std).unflatten(-1, (68, 2))
+    moved = 1.3 * points + torch.tensor([0.05, -0.02])
+    torch.testing.assert_close(control.mix_expression(points, moved), points, atol=1e-5, rtol=0)
+    other = model.pca.reconstruct(torch.randn(2, model.pca.num_components) * model.pca.std).unflatten(-1, (68, 2))
+    mixed = control.mix_expression(points, other)
+    anchors = [i for i in control.ANCHOR_POINTS if i not in control.EXPRESSION_POINTS]
+    torch.testing.assert_close(mixed[:, anchors], points[:, anchors])

@@ -7,7 +7,13 @@ Payload layout (``results.json``)::
      "protocols": {"same_identity": {"videos": 8, "frames": 256,
                                       "metrics": [{"name", "value", "backend", "count",
                                                    "higher_is_better", "reason", "details"}, ...]},
-                   "cross_identity": {..., "pairs": [["src", "drv"], ...]}}}
+                   "cross_identity": {..., "pairs": [["src", "drv"], ...]},
+                   "editing": {"videos": 10, "frames": 40, "metrics": [...],
+                               "tasks": {"frontalisation": {"images": 16, "metrics": ["are", "fid"], "what": "..."},
+                                         "expression_transfer": {"images": 24, "metrics": ["auh"], "what": "..."}}}}}
+
+``editing`` (PECHead Table 3) is present only for models that can edit (``ReenactmentModule.supports_editing``);
+its ``frames`` are edited images and ``tasks`` says which task's outputs each metric scores.
 """
 
 from __future__ import annotations
@@ -76,6 +82,11 @@ def results_markdown(payload: dict[str, Any]) -> str:
             lines.append("| - | n/a | - | no registered metric applies to this protocol |")
         if section.get("pairs"):
             lines += ["", f"Pairs (source, driving): {len(section['pairs'])}, listed in results.json."]
+        if section.get("tasks"):
+            lines += ["", "Tasks (each metric scores only its task's images):", ""]
+            for task, info in section["tasks"].items():
+                scored = ", ".join(info.get("metrics") or []) or "no selected metric"
+                lines.append(f"- {task} ({info.get('images', 0)} images; {scored}): {info.get('what', '')}")
         lines.append("")
     return "\n".join(lines)
 

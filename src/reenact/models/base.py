@@ -5,6 +5,18 @@ A model implements ``animate`` (generation) and, if it learns, ``training_step``
 protocols of :mod:`reenact.data.protocols` (same-identity reconstruction, cross-identity reenactment)
 through ``animate`` and the metrics of :mod:`reenact.metrics`, so every model is measured by the same
 code. Test runs write ``results.json`` and ``results.md`` into the run's log directory.
+
+Models that can edit a still image (``supports_editing``, ``edit_image``) are also scored, in test only, on the
+``editing`` protocol of PECHead Table 3 (Sec. 4.3, supplement Sec. 2.4). It needs no data of its own; its inputs
+are taken from the two protocols' batches (every ``editing_frame_stride``-th driving frame, 0 included):
+
+* **frontalisation** -- each selected frame of a same-identity test video is edited to the frontal head pose
+  ``yaw = pitch = roll = 0``; scored by ``are`` (pose error against 0) and ``fid`` (real set: the frames
+  before editing);
+* **expression transfer** -- the source frame of each cross-identity pair gets the expression of each selected
+  driving frame, keeping its own pose; scored by ``auh`` (AUs of the result vs the driving frame).
+
+Metrics are routed by ``ReenactMetric.editing_tasks``: ARE/FID see only frontalisations, AUH only transfers.
 """
 
 from __future__ import annotations
@@ -24,12 +36,28 @@ import reenact
 from reenact.data.datasets import SamplingSpec
 from reenact.data.video import atomic_path
 from reenact.evaluation import results_table, write_results
-from reenact.metrics import CROSS_IDENTITY, QUICK_METRICS, SAME_IDENTITY, build_metrics
+from reenact.metrics import (
+    CROSS_IDENTITY,
+    EDITING,
+    EDITING_TASKS,
+    EXPRESSION_TRANSFER,
+    FRONTALISATION,
+    QUICK_METRICS,
+    SAME_IDENTITY,
+    build_metrics,
+)
 
 PROTOCOLS = (SAME_IDENTITY, CROSS_IDENTITY)
 #: Keys of a protocol batch passed on to the metrics as context (face metrics read them).
 CONTEXT_KEYS = ("source", "source_landmarks", "driving_landmarks", "source_pose", "driving_pose",
                 "source_expression", "driving_expression")
+#: What each editing task does, written into the ``tasks`` note of the results' ``editing`` section.
+EDITING_TASK_NOTES = {
+    FRONTALISATION: "frames 0, {stride}, {stride2}, ... of each same-identity test video edited to the frontal pose "
+                    "yaw = pitch = roll = 0 (fid's real set: the frames before editing)",
+    EXPRESSION_TRANSFER: "the source frame of each cross-identity pair given the expression of driving frames 0, "
+                         "{stride}, {stride2}, ..., keeping its own pose; compared with that driving frame",
+}
 
 
 class ReenactmentModule(L.LightningModule):
@@ -55,6 +83,13 @@ class ReenactmentModule(L.LightningModule):
     trainable: ClassVar[bool] = True
     #: True when ``animate`` carries state from frame to frame and must see whole videos.
     stateful_animation: ClassVar[bool] = False
+    #: True when ``edit_image`` is implemented: the test then also runs the ``editing`` protocol (module docstring).
+    supports_editing: ClassVar[bool] = False
+    #: The editing tasks ``edit_image`` can do (when ``supports_editing``): ``FRONTALISATION`` needs absolute
+    #: ``head_pose``, ``EXPRESSION_TRANSFER`` needs ``expression_from``.
+    editing_tasks: ClassVar[tuple[str, ...]] = EDITING_TASKS
+    #: Editing protocol: frames 0, s, 2s, ... of each test video are edited (bounds its cost; s = 4).
+    editing_frame_stride: ClassVar[int] = 4
 
     def __init__(self, image_size: int = 64, metrics: list[str] | None = None, relative: bool = False,
                  eval_chunk: int = 16, num_sample_frames: int = 4) -> None:
@@ -81,17 +116,45 @@ class ReenactmentModule(L.LightningModule):
         """
         raise NotImplementedError
 
+    def edit_image(self, source: torch.Tensor, *, head_pose: torch.Tensor | None = None,
+                   expression_from: torch.Tensor | None = None) -> torch.Tensor:
+        """Edit still images: set the head pose and/or take the expression of other images.
+
+        Args:
+            source: ``[B, 3, H, W]`` in [0, 1].
+            head_pose: ``[B, 3]`` absolute (yaw, pitch, roll) in degrees; frontalisation is all zeros. ``None``
+                keeps the source's pose.
+            expression_from: ``[B, 3, H, W]`` images whose expressions are transferred; ``None`` keeps the
+                source's expression.
+
+        Returns:
+            ``[B, 3, H, W]`` in [0, 1]. Only models with ``supports_editing`` implement it.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot edit images (supports_editing is False)")
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["reenact"] = {"model": self.registry_name, "version": reenact.__version__}
 
     # ------------------------------------------------------------------------------------ evaluation
-    def _reset_evaluation(self) -> None:
-        self.eval_metrics = nn.ModuleDict(
-            {p: nn.ModuleDict(build_metrics(self.metric_names, p)) for p in PROTOCOLS}
-        ).to(self.device)
-        self.eval_counts = nn.ModuleDict(
-            {p: nn.ModuleDict({"videos": SumMetric(), "frames": SumMetric()}) for p in PROTOCOLS}
-        ).to(self.device)
+    def editing_metric_names(self) -> list[str]:
+        """The selected metrics that score an editing task this model can do (empty: no editing protocol)."""
+        if not self.supports_editing:
+            return []
+        return [name for name, metric in build_metrics(self.metric_names, EDITING).items()
+                if set(metric.editing_tasks) & set(self.editing_tasks)]
+
+    def _reset_evaluation(self, editing: bool = False) -> None:
+        """Fresh metric states for the two protocols, plus the ``editing`` protocol when ``editing`` is asked for
+        (test) and the model can edit and an editing metric is selected."""
+        metrics = {p: build_metrics(self.metric_names, p) for p in PROTOCOLS}
+        counts = {p: {"videos": SumMetric(), "frames": SumMetric()} for p in PROTOCOLS}
+        names = self.editing_metric_names() if editing else []
+        if names:
+            metrics[EDITING] = {k: v for k, v in build_metrics(self.metric_names, EDITING).items() if k in names}
+            counts[EDITING] = {"videos": SumMetric(), "frames": SumMetric(),
+                               **{task: SumMetric() for task in self.editing_tasks}}
+        self.eval_metrics = nn.ModuleDict({p: nn.ModuleDict(m) for p, m in metrics.items()}).to(self.device)
+        self.eval_counts = nn.ModuleDict({p: nn.ModuleDict(c) for p, c in counts.items()}).to(self.device)
 
     @torch.no_grad()
     def generate_video(self, source: torch.Tensor, driving: torch.Tensor, relative: bool, chunk: int | None = None,
@@ -132,11 +195,52 @@ class ReenactmentModule(L.LightningModule):
             metric.update(flat_generated, flat_driving, **context)
         self.eval_counts[protocol]["videos"].update(torch.tensor(float(generated.shape[0])))
         self.eval_counts[protocol]["frames"].update(torch.tensor(float(frames)))
+        if EDITING in self.eval_metrics:
+            self._editing_step(batch, protocol)
         return generated
+
+    @torch.no_grad()
+    def _edit_in_chunks(self, source: torch.Tensor, **edits: torch.Tensor) -> torch.Tensor:
+        """``edit_image`` over ``[N, 3, H, W]`` in chunks of ``eval_chunk`` images (``edits``: ``[N, ...]`` each)."""
+        chunk = max(1, self.eval_chunk)
+        return torch.cat([self.edit_image(source[i:i + chunk], **{k: v[i:i + chunk] for k, v in edits.items()})
+                          for i in range(0, source.shape[0], chunk)])
+
+    def _editing_step(self, batch: dict[str, Any], protocol: str) -> None:
+        """The editing protocol's share of one (non-padding) protocol batch; see the module docstring.
+
+        Same-identity batches give frontalisations, cross-identity batches expression transfers. Each metric of
+        the editing protocol is updated only with the outputs of the tasks it scores (``editing_tasks``).
+        """
+        task = {SAME_IDENTITY: FRONTALISATION, CROSS_IDENTITY: EXPRESSION_TRANSFER}.get(protocol)
+        if task is None or task not in self.editing_tasks:
+            return
+        metrics = [m for m in self.eval_metrics[EDITING].values() if task in m.editing_tasks]
+        if not metrics:
+            return
+        driving = batch["driving"][:, ::max(1, self.editing_frame_stride)]  # [B, K, 3, H, W]
+        videos, per_video = driving.shape[:2]
+        references = driving.flatten(0, 1)
+        if task == FRONTALISATION:
+            sources = references
+            frontal = torch.zeros(sources.shape[0], 3, device=sources.device, dtype=sources.dtype)
+            edited, target = self._edit_in_chunks(sources, head_pose=frontal), sources
+        else:
+            source = batch["source"][:, 0]
+            sources = source[:, None].expand(-1, per_video, *source.shape[1:]).flatten(0, 1)
+            edited, target = self._edit_in_chunks(sources, expression_from=references), references
+        # One "video" per edited image: context["source"][n] is the unedited image of output n (CSIM's layout).
+        context = {"source": sources[:, None]}
+        for metric in metrics:
+            metric.update(edited, target, **context)
+        counts = self.eval_counts[EDITING]
+        counts["videos"].update(torch.tensor(float(videos)))
+        counts["frames"].update(torch.tensor(float(edited.shape[0])))
+        counts[task].update(torch.tensor(float(edited.shape[0])))
 
     def _collect(self) -> dict[str, dict[str, Any]]:
         sections = {}
-        for protocol in PROTOCOLS:
+        for protocol in self.eval_counts:
             videos = int(self.eval_counts[protocol]["videos"].compute().item())
             if videos == 0:
                 continue
@@ -145,6 +249,16 @@ class ReenactmentModule(L.LightningModule):
                 "frames": int(self.eval_counts[protocol]["frames"].compute().item()),
                 "metrics": [m.result().to_dict() for m in self.eval_metrics[protocol].values()],
             }
+            if protocol == EDITING:
+                stride = max(1, self.editing_frame_stride)
+                sections[protocol]["tasks"] = {
+                    task: {
+                        "images": int(self.eval_counts[EDITING][task].compute().item()),
+                        "metrics": [name for name, m in self.eval_metrics[EDITING].items() if task in m.editing_tasks],
+                        "what": EDITING_TASK_NOTES[task].format(stride=stride, stride2=2 * stride),
+                    }
+                    for task in self.editing_tasks
+                }
         return sections
 
     def on_validation_epoch_start(self) -> None:
@@ -164,7 +278,7 @@ class ReenactmentModule(L.LightningModule):
                              prog_bar=protocol == SAME_IDENTITY and metric["name"] == "l1")
 
     def on_test_epoch_start(self) -> None:
-        self._reset_evaluation()
+        self._reset_evaluation(editing=True)
 
     def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
         self._evaluation_step(batch, batch_idx)

@@ -9,7 +9,11 @@ a pose can be edited by vector arithmetic on ``p``:
 * **image-driven + parametric** (Fig. 6): the driving image gives ``p = F(I)`` (and/or ``v = E(I)``), the edit
   is added on top;
 * **interpolation by scaling** (Fig. 7): ``G(D(s * p))`` for ``s`` from 0 to 1;
-* **base pose** ``p = 0`` (Fig. 8): the neutral, frontal face ``G(D(0))``.
+* **base pose** ``p = 0`` (Fig. 8): the neutral, frontal face ``G(D(0))``;
+* **expression transfer** (:func:`transfer_expression`, the editing protocol of the shared evaluation): the
+  source's landmarks with the expression points (brows, eyes, mouth, lower jaw) of a reference image, aligned
+  to the source by a similarity transform, projected back onto the parameters. LPMM's parameters mix head pose
+  and expression and carry no head angles, so an absolute head pose (frontalisation) cannot be set.
 
 Units: control values are in **standard deviations** of each parameter over the training set
 (``p_i = value * sigma_i``), so a slider range of about +-3 covers the data whatever the component's
@@ -223,6 +227,56 @@ def edit(model: LPMM, source: Tensor, params: dict[int, float] | None = None, pr
         return model.render(source, latent)
     finally:
         model.train(was_training)
+
+
+#: iBUG-68 points an expression moves: lower jaw (5-11, jaw drop), brows (17-26), eyes (36-47), mouth (48-67).
+EXPRESSION_POINTS = (*range(5, 12), *range(17, 27), *range(36, 68))
+#: Points that follow the head rather than the expression: upper face contour, nose, eye corners.
+ANCHOR_POINTS = (*range(0, 5), *range(12, 17), *range(27, 36), 36, 39, 42, 45)
+
+
+def similarity_transform(moving: Tensor, fixed: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Least-squares 2D similarity (Umeyama 1991) taking ``moving [B, N, 2]`` onto ``fixed [B, N, 2]``: scale
+    ``[B]``, rotation ``[B, 2, 2]`` and translation ``[B, 2]`` with ``fixed ~ scale * moving @ R.T + t``."""
+    mu_m, mu_f = moving.mean(1, keepdim=True), fixed.mean(1, keepdim=True)
+    xm, xf = moving - mu_m, fixed - mu_f
+    covariance = xf.transpose(1, 2) @ xm / moving.shape[1]
+    u, singular, vh = torch.linalg.svd(covariance)
+    sign = torch.sign(torch.linalg.det(u @ vh))
+    sign = torch.where(sign == 0, torch.ones_like(sign), sign)
+    correction = torch.stack([torch.ones_like(sign), sign], -1)
+    rotation = u @ torch.diag_embed(correction) @ vh
+    scale = (singular * correction).sum(-1) / xm.pow(2).sum((1, 2)).div(moving.shape[1]).clamp_min(1e-12)
+    translation = mu_f[:, 0] - scale[:, None] * (mu_m @ rotation.transpose(1, 2))[:, 0]
+    return scale, rotation, translation
+
+
+def mix_expression(source_points: Tensor, reference_points: Tensor) -> Tensor:
+    """``source_points`` ``[B, 68, 2]`` with the :data:`EXPRESSION_POINTS` of ``reference_points`` moved onto the
+    source's head by the similarity transform of the reference's :data:`ANCHOR_POINTS` onto the source's."""
+    anchors = list(ANCHOR_POINTS)
+    scale, rotation, translation = similarity_transform(reference_points[:, anchors], source_points[:, anchors])
+    aligned = scale[:, None, None] * reference_points @ rotation.transpose(1, 2) + translation[:, None]
+    mixed = source_points.clone()
+    mixed[:, list(EXPRESSION_POINTS)] = aligned[:, list(EXPRESSION_POINTS)]
+    return mixed
+
+
+@torch.no_grad()
+def transfer_expression(model: LPMM, source: Tensor, reference: Tensor) -> Tensor:
+    """Expression transfer: ``source [B, 3, H, W]`` with the expression of ``reference [B, 3, H, W]``, its own pose.
+
+    ``p_s = F(source)``, ``p_r = F(reference)``; their Eq. 1 landmarks are mixed by :func:`mix_expression`,
+    re-centred and projected onto the basis, ``p' = E_k (L' - L_bar)``; the result is ``G(D(p'))`` with the
+    source identity. With ``reference = source`` this is exactly ``G(D(p_s))`` (``edit(model, source, {})``).
+    """
+    params_source, params_reference = model.params_from_image(source), model.params_from_image(reference)
+    points_source = model.pca.reconstruct(params_source).unflatten(-1, (68, 2))
+    points_reference = model.pca.reconstruct(params_reference).unflatten(-1, (68, 2))
+    mixed = mix_expression(points_source, points_reference)
+    mixed = mixed - mixed.mean(1, keepdim=True)  # aligned landmarks have zero centroid (pca.align_landmarks)
+    params = model.pca.project(mixed.flatten(-2), params_source.shape[-1])
+    return model.render(source, edited_latent(model, params_source, params))
 
 
 @torch.no_grad()

@@ -40,6 +40,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from reenact.data.datasets import SamplingSpec, scale_landmarks
+from reenact.metrics import EXPRESSION_TRANSFER
 from reenact.models.base import ReenactmentModule
 from reenact.models.lpmm.adaptor import BACKBONES, LPAdaptor, pose_regularisation, rgb_loss
 from reenact.models.lpmm.pca import NUM_LANDMARKS, LandmarkPCA, align_landmarks, nme
@@ -114,6 +115,10 @@ class LPMM(ReenactmentModule):
 
     registry_name = "lpmm"
     train_sampling = SamplingSpec(mode="pair", num_source=1, num_driving=1)
+    #: Expression transfer only (:func:`reenact.models.lpmm.control.transfer_expression`): the parameters mix
+    #: pose and expression and hold no head angles, so absolute poses (frontalisation) cannot be set.
+    supports_editing = True
+    editing_tasks = (EXPRESSION_TRANSFER,)
 
     def __init__(self, image_size: int = 64, backbone: str = "lia", backbone_ckpt: str | None = None,
                  backbone_config: dict[str, Any] | None = None, num_params: int = 40,
@@ -185,6 +190,18 @@ class LPMM(ReenactmentModule):
             params = params - params[:, :1] + self.params_from_image(source[:, 0])[:, None]
         poses = self.latent_from_params(params.flatten(0, 1)).view(batch, frames, -1)
         return torch.stack([self.backbone.generate(identity, poses[:, t]) for t in range(frames)], 1)
+
+    def edit_image(self, source: torch.Tensor, *, head_pose: torch.Tensor | None = None,
+                   expression_from: torch.Tensor | None = None) -> torch.Tensor:
+        """The shared editing interface: expression transfer from ``expression_from [B, 3, H, W]`` onto ``source
+        [B, 3, H, W]`` (:func:`~reenact.models.lpmm.control.transfer_expression`); ``None`` renders the source's
+        own parameters. ``head_pose`` raises ``NotImplementedError``: LPMM has no head-angle parameters."""
+        from reenact.models.lpmm import control
+
+        if head_pose is not None:
+            raise NotImplementedError("LPMM cannot set an absolute head pose: its parameters are PCA components of "
+                                      "landmarks that mix pose and expression (no yaw/pitch/roll)")
+        return control.transfer_expression(self, source, source if expression_from is None else expression_from)
 
     # ------------------------------------------------------------------------------------------ stages
     def stage(self, step: int | None = None) -> str:

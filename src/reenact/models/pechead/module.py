@@ -83,6 +83,8 @@ class PECHead(ReenactmentModule):
     registry_name: ClassVar[str] = "pechead"
     train_sampling: ClassVar[SamplingSpec] = SamplingSpec(mode="sequence", num_source=5, num_driving=5)
     stateful_animation: ClassVar[bool] = True
+    #: Frontalisation and expression transfer through :meth:`edit` (Sec. 4.3, Table 3's editing protocol).
+    supports_editing: ClassVar[bool] = True
 
     def __init__(self, image_size: int = 64, stage: Literal["generator", "reconstructor"] = "generator",
                  reconstructor_backbone: str = "resnet10t", reconstructor_ckpt: str | None = None,
@@ -259,6 +261,32 @@ class PECHead(ReenactmentModule):
         if expression_scale is not None:
             target["expression"] = target["expression"] * expression_scale
         return self.render(clip, src, target)["image"][:, 0]
+
+    def edit_image(self, source: torch.Tensor, *, head_pose: torch.Tensor | None = None,
+                   expression_from: torch.Tensor | None = None) -> torch.Tensor:
+        """The shared editing interface (:meth:`ReenactmentModule.edit_image`) through :meth:`edit`.
+
+        ``head_pose [B, 3]``: absolute yaw/pitch/roll in degrees (zeros frontalise); ``expression_from
+        [B, 3, H, W]``: ``R``'s expression coefficients of these images replace the source's, every other
+        coefficient (pose included) stays the source's. ``source [B, 3, H, W]`` -> ``[B, 3, H, W]``.
+        """
+        return self.edit(source, pose=head_pose, expression_from=expression_from)
+
+    @torch.no_grad()
+    def estimate_pose(self, images: torch.Tensor, chunk: int = 64) -> torch.Tensor:
+        """``R``'s head pose of ``images [N, 3, H, W]``: ``[N, 3]`` yaw/pitch/roll in degrees (R in eval mode)."""
+        was_training = self.reconstructor.training
+        self.reconstructor.eval()
+        try:
+            return torch.cat([self.reconstructor(part)["pose"] for part in images.split(chunk)])
+        finally:
+            self.reconstructor.train(was_training)
+
+    def reconstructor_pose_error(self, images: torch.Tensor, poses: torch.Tensor) -> float:
+        """Mean absolute yaw/pitch/roll error of ``R`` in degrees against ground-truth ``poses [N, 3]`` (e.g. the
+        synthetic dataset's annotations) of ``images [N, 3, H, W]`` (:func:`pose_error`, R in eval mode)."""
+        predicted = self.estimate_pose(images)
+        return float(pose_error(predicted, poses.to(predicted)))
 
     # ---------------------------------------------------------------------------------------- training
     def generator_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
