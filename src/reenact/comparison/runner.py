@@ -86,7 +86,11 @@ class StageRunner:
 
     def command(self, stage: Stage) -> list[str]:
         args = [sys.executable, "-m", "reenact.cli", stage.command, "--model", stage.model, "--preset", self.preset,
-                "--seed_everything", str(self.seed), "--data.seed", str(self.seed), *self.common_args]
+                "--seed_everything", str(self.seed), "--data.seed", str(self.seed)]
+        if stage.command == "fit" and stage.max_steps is not None:
+            # About 50 points on the loss curve however short the run (the shared options below may override).
+            args += ["--trainer.log_every_n_steps", str(max(1, min(10, stage.max_steps // 50)))]
+        args += self.common_args
         if self.data_root is not None:
             args += ["--data.root", self.data_root]
         if stage.command == "fit":

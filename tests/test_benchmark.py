@@ -1,0 +1,191 @@
+"""``reenact benchmark``: budget parsing, stage plans, the report's tables and verdicts, an end-to-end run with
+resuming, and every model trained through the benchmark's DDP path (2 CPU processes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reenact.comparison.plan import Budget, plan
+from reenact.comparison.report import floor_checks, markdown, metric_table
+
+
+# ------------------------------------------------------------------------------------------------ budget
+@pytest.mark.parametrize(("text", "steps", "seconds"), [
+    ("300", 300, None), ("300steps", 300, None), ("1 step", 1, None), ("2.5min", None, 150.0), ("90s", None, 90.0),
+    ("1h", None, 3600.0), (None, None, None),
+])
+def test_budget_parse(text: str | None, steps: int | None, seconds: float | None) -> None:
+    budget = Budget.parse(text)
+    assert (budget.steps, budget.seconds) == (steps, seconds)
+
+
+@pytest.mark.parametrize("text", ["fast", "-3", "0", "2.5", "10 parsecs"])
+def test_budget_rejects_nonsense(text: str) -> None:
+    with pytest.raises(ValueError, match="--budget"):
+        Budget.parse(text)
+
+
+# -------------------------------------------------------------------------------------------------- plan
+def _keys(stages: list) -> list[str]:
+    return [s.key for s in stages]
+
+
+def test_plan_prerequisites_and_step_scaling() -> None:
+    stages = plan(["pechead", "lpmm", "copy-source"], "tiny", Budget(steps=60), {})
+    assert _keys(stages) == ["pechead.reconstructor", "pechead", "pechead.test", "lia", "lpmm", "lpmm.test",
+                             "copy-source.test"]
+    by_key = {s.key: s for s in stages}
+    # pechead tiny: 600 steps -> 60 (x0.1); R gets half the preset's main steps, scaled alike.
+    assert by_key["pechead"].max_steps == 60 and by_key["pechead.reconstructor"].max_steps == 30
+    assert by_key["pechead"].checkpoint_args == {"--model.reconstructor_ckpt": "pechead.reconstructor"}
+    assert by_key["lpmm"].checkpoint_args == {"--model.backbone_ckpt": "lia"}
+    # LPMM's internal stage lengths shrink with the budget (tiny: 200 + 200 batches of 400 steps).
+    args = by_key["lpmm"].args
+    assert args[args.index("--model.regressor_steps") + 1] == "30"
+    assert by_key["pechead.test"].checkpoint_args == {"--ckpt_path": "pechead"}
+    assert by_key["copy-source.test"].checkpoint_args == {}
+
+
+def test_plan_time_budget_splits_and_shares_backbone() -> None:
+    stages = plan(["lpmm", "lia", "pechead"], "tiny", Budget(seconds=100), {})
+    by_key = {s.key: s for s in stages}
+    assert _keys(stages)[:2] == ["lia", "lia.test"]  # the shared backbone is trained once, first
+    assert _keys(stages).count("lia") == 1
+    assert by_key["lia"].max_seconds == 100  # lia is benchmarked itself: its own full budget
+    assert by_key["lpmm"].max_seconds == pytest.approx(40)
+    assert by_key["pechead.reconstructor"].max_seconds + by_key["pechead"].max_seconds == pytest.approx(100)
+    alone = {s.key: s for s in plan(["lpmm"], "tiny", Budget(seconds=100), {})}
+    assert alone["lia"].max_seconds + alone["lpmm"].max_seconds == pytest.approx(100)
+
+
+def test_plan_with_checkpoints_skips_training() -> None:
+    stages = plan(["fsrt", "lpmm"], "tiny", Budget(), {"fsrt": "/ckpt/fsrt.ckpt", "lia": "/ckpt/lia.ckpt"})
+    assert _keys(stages) == ["fsrt.test", "lpmm", "lpmm.test"]
+    assert stages[0].args == ["--ckpt_path", "/ckpt/fsrt.ckpt"]
+    assert stages[1].args[-2:] == ["--model.backbone_ckpt", "/ckpt/lia.ckpt"]
+
+
+def test_plan_rejects_unknown_model() -> None:
+    with pytest.raises(ValueError, match="unknown model 'fomm'"):
+        plan(["fomm"], "tiny", Budget(), {})
+
+
+# ------------------------------------------------------------------------------------------------ report
+def _metric(name: str, value: float | None, higher: bool = False, reason: str | None = None) -> dict[str, Any]:
+    return {"name": name, "value": value, "higher_is_better": higher, "backend": f"{name}-backend",
+            "count": 10, "reason": reason}
+
+
+def _results(l1: float, akd: float | None, psnr: float) -> dict[str, Any]:
+    reason = None if akd is not None else "no face found in any of 10 frames"
+    return {"protocols": {"same_identity": {"videos": 2, "frames": 10, "metrics": [
+        _metric("l1", l1), _metric("akd", akd, reason=reason), _metric("psnr", psnr, higher=True)]}}}
+
+
+RESULTS = {"copy-source": _results(0.02, 2.0, 30.0), "a": _results(0.01, 3.0, 31.0), "b": _results(0.05, None, 25.0)}
+
+
+def test_metric_table_marks_best_per_direction() -> None:
+    table = metric_table(RESULTS, "same_identity")
+    assert table["metrics"] == ["l1", "akd", "psnr"]
+    assert table["best"] == {"l1": ["a"], "akd": ["copy-source"], "psnr": ["a"]}
+    assert table["rows"]["b"]["akd"]["value"] is None
+
+
+def test_floor_checks_say_who_does_not_beat_copy_source() -> None:
+    checks = {(c["model"], c["metric"]): c for c in floor_checks(RESULTS, ["a", "b"])}
+    assert checks[("a", "l1")]["beats"] is True
+    assert checks[("a", "akd")]["beats"] is False
+    assert checks[("b", "l1")]["beats"] is False
+    assert checks[("b", "akd")]["beats"] is None and "no face" in checks[("b", "akd")]["why"]
+
+
+def test_markdown_report_shows_best_unavailable_and_verdict() -> None:
+    from reenact.comparison.report import build_payload
+
+    models = {name: {"trainable": name != "copy-source", "stages": [], "train_seconds": 1.0, "test_seconds": 2.0,
+                     "results": results} for name, results in RESULTS.items()}
+    settings = {"models": list(RESULTS), "preset": "tiny", "data": "synthetic", "dataset": None,
+                "evaluation": "l1", "budget": Budget(steps=5).to_dict(), "seed": 0, "trainer_args": [],
+                "command": "reenact benchmark"}
+    text = markdown(build_payload(settings, models, "t0", "t1"))
+    assert "| `a` | 2 | 10 | **0.0100** | 3.0000 | **31.0000** |" in text
+    assert "n/a [1]" in text and "[1] no face found in any of 10 frames" in text
+    assert "`b` did not beat `copy-source`" in text.replace("`a`, ", "") or "`a`, `b` did not beat" in text
+    assert "The budget was not changed" in text
+
+
+# ------------------------------------------------------------------------------------------- end to end
+def _benchmark(args: list[str], cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+    environment = dict(os.environ, PYTHONUNBUFFERED="1", COLUMNS="160")
+    return subprocess.run([sys.executable, "-m", "reenact.cli", "benchmark", *args], cwd=cwd, capture_output=True,
+                          text=True, env=environment, timeout=timeout, check=False)
+
+
+def test_benchmark_end_to_end_and_resume(synthetic_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    args = ["--models", "keypoint-warp,copy-source", "--data", str(synthetic_root), "--budget", "4",
+            "--eval-frames", "4", "--eval-pairs", "2", "--metrics", "l1,psnr,ms_ssim", "--samples", "1",
+            "--data.batch_size", "2", "--data.repeats", "1", "--out", str(out)]
+    run = _benchmark(args, tmp_path)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["models"]) == {"keypoint-warp", "copy-source"}
+    table = report["protocols"]["same_identity"]
+    assert table["metrics"] == ["l1", "psnr", "ms_ssim"]
+    videos = table["rows"]["copy-source"]["videos"]
+    for model in ("copy-source", "keypoint-warp"):  # every model is evaluated on the same clips, 4 frames each
+        assert (table["rows"][model]["videos"], table["rows"][model]["frames"]) == (videos, 4 * videos)
+    assert report["models"]["keypoint-warp"]["stages"][0]["global_step"] == 4
+    assert {c["metric"] for c in report["floor"]["checks"]} == {"l1", "akd"}
+    for picture in ("bars_same_identity.png", "samples.png", "losses.png"):
+        assert (out / picture).stat().st_size > 1000, picture
+    text = (out / "report.md").read_text()
+    assert "## same_identity" in text and "## Against the `copy-source` floor" in text
+    assert "--data.batch_size 2" in text  # the shared trainer/data options are in the report
+
+    done = out / "stages" / "keypoint-warp" / "done.json"
+    before = done.read_text()
+    again = _benchmark(args, tmp_path)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "finished earlier" in again.stdout and done.read_text() == before  # not retrained
+
+    changed = _benchmark([*args[:-2], "--budget", "5", "--out", str(out)], tmp_path)
+    assert changed.returncode != 0 and "other settings (budget" in changed.stderr
+
+
+def test_benchmark_rejects_bad_input_before_work(tmp_path: Path) -> None:
+    missing = _benchmark(["--models", "copy-source", "--data", str(tmp_path / "nowhere"), "--out",
+                          str(tmp_path / "o")], tmp_path)
+    assert missing.returncode != 0 and "nowhere" in missing.stdout + missing.stderr
+    assert not (tmp_path / "o").exists()
+    typo = _benchmark(["--models", "copy-source", "--modle.lr", "1", "--out", str(tmp_path / "o")], tmp_path)
+    assert typo.returncode != 0 and "--modle.lr" in typo.stderr
+    bad_ckpt = _benchmark(["--models", "fsrt", "--ckpt", f"fsrt={tmp_path / 'none.ckpt'}", "--out",
+                           str(tmp_path / "o")], tmp_path)
+    assert bad_ckpt.returncode != 0 and "none.ckpt" in bad_ckpt.stdout + bad_ckpt.stderr
+
+
+def test_every_model_trains_through_the_benchmark_ddp_path(synthetic_root: Path, tmp_path: Path) -> None:
+    """Each learned model (and its prerequisite stages) fits and tests under ``--strategy ddp --devices 2``."""
+    out = tmp_path / "ddp"
+    run = _benchmark(["--models", "pechead,fsrt,lpmm,keypoint-warp", "--data", str(synthetic_root),
+                      "--budget", "2", "--devices", "2", "--strategy", "ddp", "--accelerator", "cpu",
+                      "--eval-frames", "2", "--eval-pairs", "2", "--metrics", "l1", "--samples", "0",
+                      "--data.batch_size", "2", "--data.repeats", "1", "--out", str(out)], tmp_path, timeout=1500)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    report = json.loads((out / "report.json").read_text())
+    for model in ("pechead", "fsrt", "lpmm", "keypoint-warp"):
+        info = report["models"][model]
+        assert info["error"] is None, model
+        assert info["results"]["world_size"] == 2, model
+        fits = [s for s in info["stages"] if s["command"] == "fit"]
+        assert fits and all(s["global_step"] >= 1 for s in fits), model
+    assert [s["key"] for s in report["models"]["lpmm"]["stages"]] == ["lia", "lpmm", "lpmm.test"]
