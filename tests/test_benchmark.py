@@ -53,6 +53,14 @@ def test_plan_prerequisites_and_step_scaling() -> None:
     assert by_key["copy-source.test"].checkpoint_args == {}
 
 
+def test_plan_scales_step_counted_schedules() -> None:
+    """FSRT's keypoint pretraining and phase starts shrink with a STEPS budget, so every phase still runs."""
+    fsrt = plan(["fsrt"], "tiny", Budget(steps=160), {})[0]  # tiny: 320 steps, phases at 60 / 120 / 180
+    values = dict(zip(fsrt.args[::2], fsrt.args[1::2], strict=True))
+    assert values["--model.kp_pretrain_steps"] == "30" and values["--model.phase3_start"] == "90"
+    assert plan(["fsrt"], "tiny", Budget(seconds=60), {})[0].args == []  # a time budget keeps the preset's
+
+
 def test_plan_time_budget_splits_and_shares_backbone() -> None:
     stages = plan(["lpmm", "lia", "pechead"], "tiny", Budget(seconds=100), {})
     by_key = {s.key: s for s in stages}
@@ -104,7 +112,12 @@ def test_floor_checks_say_who_does_not_beat_copy_source() -> None:
     assert checks[("a", "l1")]["beats"] is True
     assert checks[("a", "akd")]["beats"] is False
     assert checks[("b", "l1")]["beats"] is False
-    assert checks[("b", "akd")]["beats"] is None and "no face" in checks[("b", "akd")]["why"]
+    # No face in b's frames while the evaluator works on copy-source: b fails the check, and the report says why.
+    assert checks[("b", "akd")]["beats"] is False and "no face" in checks[("b", "akd")]["why"]
+    unavailable = {name: {"protocols": {"same_identity": {"videos": 1, "frames": 1, "metrics": [
+        _metric("l1", 0.1), _metric("akd", None, reason="dlib is not installed")]}}} for name in ("copy-source", "a")}
+    check = {c["metric"]: c for c in floor_checks(unavailable, ["a"])}["akd"]
+    assert check["beats"] is None and "dlib" in check["why"]
 
 
 def test_markdown_report_shows_best_unavailable_and_verdict() -> None:

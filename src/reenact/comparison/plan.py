@@ -33,6 +33,13 @@ STAGE_SHARE: dict[str, dict[str, float]] = {
 }
 #: Steps of a prerequisite stage as a fraction of its model's main-stage steps (``STEPS`` budgets and presets).
 PREREQUISITE_STEPS: dict[str, float] = {"pechead.reconstructor": 0.5}
+#: Model hyper-parameters counted in training steps: a ``STEPS`` budget scales them with ``max_steps`` so that
+#: every phase of the schedule still happens (FSRT's keypoint pretraining and three phases, LPMM's regressor and
+#: adaptor stages). PECHead's OneCycle and LIA's constant rate follow ``max_steps`` by themselves.
+STEP_HPARAMS: dict[str, tuple[str, ...]] = {
+    "fsrt": ("kp_pretrain_steps", "lr_warmup_steps", "phase2_start", "phase3_start", "disc_warmup_steps"),
+    "lpmm": ("regressor_steps", "adaptor_steps"),
+}
 
 
 @dataclass(frozen=True)
@@ -114,6 +121,20 @@ def _fit(key: str, model: str, owner: str, main_steps: int, budget: Budget, scal
     return stage
 
 
+def _scaled_hparams(name: str, preset: str, budget: Budget, scale: float) -> list[str]:
+    """``--model.X N`` for the step-counted hyper-parameters of :data:`STEP_HPARAMS` under a ``STEPS`` budget."""
+    if budget.steps is None:
+        return []
+    config = preset_config(name, preset).get("model") or {}
+    args: list[str] = []
+    for option in STEP_HPARAMS.get(name, ()):
+        if option in config:
+            # 0 stays 0 (a switched-off phase stays off); anything else keeps at least one step.
+            value = config[option]
+            args += [f"--model.{option}", str(0 if value == 0 else max(1, round(value * scale)))]
+    return args
+
+
 def plan_model(name: str, preset: str, budget: Budget, checkpoints: dict[str, str],
                shared_backbone: bool) -> list[Stage]:
     """The stages that train (unless ``checkpoints`` has the model) and test ``name``."""
@@ -140,19 +161,15 @@ def plan_model(name: str, preset: str, budget: Budget, checkpoints: dict[str, st
                 if shared_backbone and budget.seconds is not None:
                     backbone.max_seconds = budget.seconds  # lia's own full budget: it is a benchmarked model
                 stages.append(backbone)
-            config = preset_config(name, preset).get("model") or {}
-            stage_args: list[str] = []
-            # LPMM's regressor and adaptor stages are counted in batches inside the model: scale them too.
-            for option in ("regressor_steps", "adaptor_steps"):
-                if option in config and budget.steps is not None:
-                    stage_args += [f"--model.{option}", str(max(1, round(config[option] * scale)))]
-            stages.append(_fit("lpmm", "lpmm", name, preset_steps, budget, scale, stage_args,
+            stages.append(_fit("lpmm", "lpmm", name, preset_steps, budget, scale, _scaled_hparams(name, preset,
+                                                                                                 budget, scale),
                                checkpoint_args={"--model.backbone_ckpt": "lia"}))
             if "lia" in checkpoints:
                 stages[-1].checkpoint_args = {}
                 stages[-1].args += ["--model.backbone_ckpt", checkpoints["lia"]]
         else:
-            stages.append(_fit(name, name, name, preset_steps, budget, scale))
+            stages.append(_fit(name, name, name, preset_steps, budget, scale,
+                               _scaled_hparams(name, preset, budget, scale)))
         test_args = []
     stages.append(Stage(key=f"{name}.test", model=name, command="test", owner=name, args=test_args,
                         checkpoint_args={} if test_args or not model_class.trainable else {"--ckpt_path": name}))

@@ -114,9 +114,14 @@ def floor_checks(results: dict[str, dict[str, Any]], learned: list[str]) -> list
             if ours is None or floor is None:
                 check["beats"] = None
                 check["why"] = f"{metric} was not evaluated"
-            elif ours["value"] is None or floor["value"] is None:
-                check["beats"] = None
-                check["why"] = ours.get("reason") or floor.get("reason") or "no value"
+            elif floor["value"] is None:
+                check["beats"] = None  # the evaluator itself could not run: nothing to compare with
+                check["why"] = floor.get("reason") or "no value for copy-source"
+            elif ours["value"] is None:
+                # The evaluator works (copy-source has a value) but not on this model's frames, typically
+                # because no face is found in them: that is a failure to beat the floor, not a missing number.
+                check["beats"] = False
+                check["why"] = ours.get("reason") or "no value"
             else:
                 check["beats"] = bool(ours["value"] < floor["value"])  # both are lower-is-better
             checks.append(check)
@@ -206,8 +211,10 @@ def markdown(payload: dict[str, Any]) -> str:
         for check in checks:
             if check["beats"] is None:
                 verdict = f"not measured: {_escape(check.get('why', ''))}"
+            elif check["beats"]:
+                verdict = "beats it"
             else:
-                verdict = "beats it" if check["beats"] else "**does not beat it**"
+                verdict = "**does not beat it**" + (f" ({_escape(check['why'])})" if check.get("why") else "")
             lines.append(f"| `{check['model']}` | {check['metric']} | {_format(check['value'])} | "
                          f"{_format(check['reference'])} | {verdict} |")
         failing = sorted({c["model"] for c in checks if c["beats"] is False})
