@@ -19,10 +19,14 @@ def weight_rows() -> list[dict[str, Any]]:
 def backend_rows() -> list[dict[str, Any]]:
     from reenact.face.identity import IDENTITY_BACKENDS, get_identity_backend
     from reenact.face.landmarks import LANDMARK_BACKENDS, get_landmark_backend
+    from reenact.face.pose import POSE_BACKENDS, get_pose_backend
+    from reenact.face.pyfeat_backend import PyFeatAUBackend
 
     rows = []
     for kind, names, get in (("landmarks", LANDMARK_BACKENDS, get_landmark_backend),
-                             ("identity", IDENTITY_BACKENDS, get_identity_backend)):
+                             ("identity", IDENTITY_BACKENDS, get_identity_backend),
+                             ("pose", POSE_BACKENDS, get_pose_backend),
+                             ("action units", ("py-feat",), lambda name: PyFeatAUBackend())):
         for name in names:
             try:
                 backend = get(name)
@@ -32,6 +36,11 @@ def backend_rows() -> list[dict[str, Any]]:
                 reason, described = f"{type(error).__name__}: {error}", name
             rows.append({"kind": kind, "name": name, "available": reason is None,
                          "where": described if reason is None else reason})
+    from reenact.face.action_units import BACKEND as GEOMETRY_AUS
+
+    # The default AU estimator runs on any landmark backend's points: nothing of its own to load.
+    rows.insert(next(i for i, row in enumerate(rows) if row["kind"] == "action units"),
+                {"kind": "action units", "name": "geometry", "available": True, "where": GEOMETRY_AUS})
     return rows
 
 

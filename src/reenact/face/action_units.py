@@ -1,10 +1,25 @@
-"""Binary facial action units from 68 landmarks, by fitting the shared 3D face model.
+"""Binary facial action units: the landmark-geometry estimator (default) and py-feat, selected by name.
 
-No offline AU model is known (py-feat downloads its models; see ``/work/shared/reference/README.md``), so
-this estimator reads AUs from landmark geometry. Raw 2D distances mix expression with head pose (a pitched
-head shortens every vertical distance) and with identity (some people have high brows), so the landmarks are
-first explained by :func:`reenact.face.pose.fit_pose`: pose, identity coefficients and the expression
-blendshape coefficients of :class:`~reenact.face.model3d.FaceModel3D`, each in ``[0, 1]``. The AUs are
+================ ==========================================================================================
+AU backend       what it is, which AUs, how to enable
+================ ==========================================================================================
+``geometry``     the default, offline: 3D face model fit to the 68 landmarks of a landmark backend, 6 units
+                 (AU1/2, AU4, AU12, AU25, AU26, AU43/45; rules below).
+``py-feat``      :class:`reenact.face.pyfeat_backend.PyFeatAUBackend`: py-feat 0.6.x ``Detector``
+                 (retinaface + mobilefacenet + xgb), 20 units (AU01 AU02 AU04 AU05 AU06 AU07 AU09 AU10 AU11
+                 AU12 AU14 AU15 AU17 AU20 AU23 AU24 AU25 AU26 AU28 AU43) binarised at 0.5, the AUH
+                 detector of PECHead. Needs ``pip install py-feat`` and its model files in
+                 ``site-packages/feat/resources`` or ``$REENACT_PYFEAT_MODELS``; never downloads.
+================ ==========================================================================================
+
+Select one with ``AUH(au_backend="geometry" | "py-feat")``; :func:`get_au_backend` returns the py-feat
+backend or ``None`` for the geometry estimator. The rest of this docstring describes ``geometry``.
+
+py-feat fetches its models at run time, so the default reads AUs from landmark geometry. Raw 2D distances
+mix expression with head pose (a pitched head shortens every vertical distance) and with identity (some
+people have high brows), so the landmarks are first explained by :func:`reenact.face.pose.fit_pose`: pose,
+identity coefficients and the expression blendshape coefficients of
+:class:`~reenact.face.model3d.FaceModel3D`, each in ``[0, 1]``. The AUs are
 thresholds on those pose-free quantities:
 
 ========== =========================== ===================================================================
@@ -34,11 +49,14 @@ comparison between models evaluated with it, not as py-feat's AUH.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
 from reenact.face.model3d import EXPRESSION_NAMES, MM_PER_UNIT, FaceModel3D
 from reenact.face.pose import LANDMARK_SIGMA, PoseFit, fit_pose
+from reenact.face.pyfeat_backend import PyFeatAUBackend
 
 #: Names of the estimated units, in the column order of :func:`action_units_from_shape`.
 AU_NAMES: tuple[str, ...] = ("AU1/2", "AU4", "AU12", "AU25", "AU26", "AU43/45")
@@ -100,7 +118,23 @@ def estimate_action_units(landmarks: np.ndarray, fit: PoseFit | None = None,
     return action_units_from_shape(fit.expression, fit.shape_3d())
 
 
+#: Names accepted by :func:`get_au_backend` (and ``AUH(au_backend=...)``).
+AU_BACKEND_NAMES: tuple[str, ...] = ("geometry", "py-feat")
+
+
+def get_au_backend(name: str = "geometry", **options: Any) -> PyFeatAUBackend | None:
+    """``None`` for the landmark-geometry estimator (it runs inside the metrics on fitted landmarks), or the
+    frame-based backend ``name``. ``KeyError`` for an unknown name (lists the known ones)."""
+    if name == "geometry":
+        if options:
+            raise TypeError(f"the geometry AU backend takes no options, got {sorted(options)}")
+        return None
+    if name == "py-feat":
+        return PyFeatAUBackend(**options)
+    raise KeyError(f"unknown AU backend {name!r}; known: {', '.join(AU_BACKEND_NAMES)}")
+
+
 __all__ = [
-    "AU_NAMES", "BACKEND", "COEFFICIENT_THRESHOLD", "LIPS_PART_MM", "action_units_from_shape",
-    "estimate_action_units", "ground_truth_action_units",
+    "AU_BACKEND_NAMES", "AU_NAMES", "BACKEND", "COEFFICIENT_THRESHOLD", "LIPS_PART_MM", "action_units_from_shape",
+    "estimate_action_units", "get_au_backend", "ground_truth_action_units",
 ]

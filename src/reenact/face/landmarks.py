@@ -10,7 +10,11 @@ name                backend
                     (``face-alignment-2dfan4`` / ``face-alignment-s3fd``), since nothing is downloaded.
 ``mediapipe``       MediaPipe FaceLandmarker; needs a user-supplied ``face_landmarker.task`` file
                     (``model_path=`` or ``$REENACT_MEDIAPIPE_TASK``); the 478-point mesh is mapped to the
-                    68-point iBUG layout with :data:`MEDIAPIPE_TO_68`.
+                    68-point iBUG layout with :data:`MEDIAPIPE_TO_68`. The landmarker is created with
+                    ``output_face_blendshapes`` and ``output_facial_transformation_matrixes``:
+                    :meth:`MediapipeLandmarks.analyse` also returns the 52 blendshape scores and the 4x4
+                    head transformation matrix (the ``mediapipe`` head-pose backend of
+                    :mod:`reenact.face.pose`).
 =================== ========================================================================================
 
 Every backend returns the landmarks of the largest face as ``[68, 2]`` float32 ``(x, y)`` pixels with pixel
@@ -169,22 +173,51 @@ class MediapipeLandmarks(LandmarkBackend):
             return f"mediapipe FaceLandmarker model not found: {self.model_path}"
         return None
 
-    def detect(self, image: np.ndarray) -> np.ndarray | None:
+    def _detect(self, image: np.ndarray) -> tuple[Any, tuple[int, int]]:
+        """Run FaceLandmarker (created with blendshapes and transformation matrices) -> (result, (H, W))."""
+        if self._landmarker is None and (reason := self.unavailable_reason()) is not None:
+            raise RuntimeError(reason)
         import mediapipe as mp
         from mediapipe.tasks.python import BaseOptions
         from mediapipe.tasks.python.vision import FaceLandmarker, FaceLandmarkerOptions
 
         if self._landmarker is None:
             options = FaceLandmarkerOptions(base_options=BaseOptions(model_asset_path=str(self.model_path)),
-                                            num_faces=1)
+                                            num_faces=1, output_face_blendshapes=True,
+                                            output_facial_transformation_matrixes=True)
             self._landmarker = FaceLandmarker.create_from_options(options)
         rgb = _as_rgb_uint8(image)
-        result = self._landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb))
+        return self._landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb)), rgb.shape[:2]
+
+    @staticmethod
+    def _landmarks68(result: Any, size: tuple[int, int]) -> np.ndarray:
+        mesh = np.array([(p.x, p.y) for p in result.face_landmarks[0]], dtype=np.float64)
+        points = mesh[list(MEDIAPIPE_TO_68)] * np.array([size[1], size[0]]) - 0.5
+        return points.astype(np.float32)
+
+    def detect(self, image: np.ndarray) -> np.ndarray | None:
+        result, size = self._detect(image)
         if not result.face_landmarks:
             return None
-        mesh = np.array([(p.x, p.y) for p in result.face_landmarks[0]], dtype=np.float64)
-        points = mesh[list(MEDIAPIPE_TO_68)] * np.array([rgb.shape[1], rgb.shape[0]]) - 0.5
-        return points.astype(np.float32)
+        return self._landmarks68(result, size)
+
+    def analyse(self, image: np.ndarray) -> dict[str, Any] | None:
+        """Everything FaceLandmarker gives for the face of ``image`` (``None`` when no face is found).
+
+        Returns:
+            ``landmarks68``: ``[68, 2]`` float32 pixels (as :meth:`detect`); ``blendshapes``: the 52 ARKit-style
+            scores in ``[0, 1]`` by MediaPipe category name (``jawOpen``, ``eyeBlinkLeft``, ...);
+            ``transform``: ``[4, 4]`` float64 facial transformation matrix from MediaPipe's canonical face
+            model to the face in its metric camera frame (x right, y up, z toward the viewer);
+            :func:`reenact.face.pose.pose_from_transformation_matrix` turns it into (yaw, pitch, roll).
+        """
+        result, size = self._detect(image)
+        if not result.face_landmarks:
+            return None
+        blendshapes = {c.category_name: float(c.score) for c in (result.face_blendshapes or [[]])[0]}
+        matrices = result.facial_transformation_matrixes or []
+        transform = np.asarray(matrices[0], dtype=np.float64).reshape(4, 4) if len(matrices) else None
+        return {"landmarks68": self._landmarks68(result, size), "blendshapes": blendshapes, "transform": transform}
 
 
 LANDMARK_BACKENDS: dict[str, type[LandmarkBackend]] = {

@@ -23,6 +23,11 @@ estimator needs its expression coefficients. The pose follows the convention of
 :func:`reenact.face.model3d.rotation_matrix`: ``R = Rz(roll) @ Ry(yaw) @ Rx(pitch)``, positive yaw turns the
 nose to the image right, positive pitch looks up, positive roll tilts clockwise in the image.
 
+Backends by name (:func:`get_pose_backend`): ``landmarks-3dmm`` (this fit, the default, on the landmarks of
+any landmark backend) and ``mediapipe`` (MediaPipe FaceLandmarker's facial transformation matrix converted
+by :func:`pose_from_transformation_matrix`; needs the user-supplied ``face_landmarker.task``,
+``$REENACT_MEDIAPIPE_TASK``).
+
 Landmarks are fitted in pixels (square pixels, so weak perspective holds there for any frame shape); the
 result's scale and translation are in pixels too. Observations are first normalised by their centroid and
 RMS radius so the priors and the stopping tolerance do not depend on the face's size in the image.
@@ -31,14 +36,17 @@ RMS radius so the priors and the stopping tolerance do not depend on the face's 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from reenact.face.model3d import NUM_LANDMARKS, FaceModel3D
+from reenact.face.backend import FaceBackend
+from reenact.face.model3d import NUM_LANDMARKS, FaceModel3D, rotation_matrix
 
 #: Standard deviation of the landmark noise assumed by the priors, in units of the face's RMS radius
 #: (about 2% of the face width: the typical error of dlib's predictor on a 256 px face).
@@ -231,4 +239,117 @@ def estimate_head_pose(landmarks: np.ndarray | Tensor, fit_shape: bool = True) -
 
 BACKEND = "68-landmark weak-perspective fit of the reenact 3D face model (pose + identity + expression, LM)"
 
-__all__ = ["BACKEND", "LANDMARK_SIGMA", "PoseFit", "estimate_head_pose", "euler_from_rotation", "fit_pose"]
+# ----------------------------------------------------------------------------- MediaPipe transformation matrix
+
+#: Change of basis between MediaPipe's metric frame (x right, y up, z toward the viewer, OpenGL style) and
+#: the canonical frame of :mod:`reenact.face.model3d` (x right, y down, z toward the camera): flip y.
+_FLIP_Y = np.diag([1.0, -1.0, 1.0])
+
+
+def pose_from_transformation_matrix(matrix: np.ndarray) -> np.ndarray:
+    """MediaPipe facial transformation matrix ``[..., 4, 4]`` -> ``[..., 3]`` (yaw, pitch, roll) degrees.
+
+    The matrix maps MediaPipe's canonical face model (frontal, facing the camera: identity rotation) to the
+    detected face in a frame with x right, **y up**, z toward the viewer. The project's frame differs by
+    the sign of y, so the same head rotation reads ``R = F @ M[:3, :3] @ F`` with ``F = diag(1, -1, 1)``,
+    and the angles follow :func:`reenact.face.model3d.rotation_matrix` (``R = Rz(roll) Ry(yaw) Rx(pitch)``:
+    positive yaw turns the nose to the image right, positive pitch looks up, positive roll tilts clockwise
+    in the image), as :func:`euler_from_rotation` reads them. The 3x3 block is first projected onto the
+    nearest rotation (SVD), which removes any uniform scale of MediaPipe's Procrustes fit. Translation is
+    ignored. Inverse: ``M[:3, :3] = F @ rotation_matrix(pose) @ F``.
+    """
+    block = np.asarray(matrix, dtype=np.float64)[..., :3, :3]
+    u, _, vh = np.linalg.svd(block)
+    rotation = u @ vh
+    if np.any(np.linalg.det(rotation) < 0):
+        raise ValueError("the transformation matrix contains a reflection, not a rotation")
+    return euler_from_rotation(torch.from_numpy(_FLIP_Y @ rotation @ _FLIP_Y)).numpy()
+
+
+def transformation_matrix_from_pose(pose: np.ndarray, translation: np.ndarray | None = None) -> np.ndarray:
+    """``[..., 3]`` (yaw, pitch, roll) degrees -> ``[..., 4, 4]`` MediaPipe-style matrix (inverse of
+    :func:`pose_from_transformation_matrix`; for tests and synthetic data)."""
+    pose = np.asarray(pose, dtype=np.float64)
+    out = np.zeros((*pose.shape[:-1], 4, 4))
+    out[..., :3, :3] = _FLIP_Y @ rotation_matrix(torch.from_numpy(pose)).numpy() @ _FLIP_Y
+    out[..., :3, 3] = 0.0 if translation is None else translation
+    out[..., 3, 3] = 1.0
+    return out
+
+
+# ----------------------------------------------------------------------------------------- backends by name
+
+
+class PoseBackend(FaceBackend):
+    """Head pose ``[N, 3]`` (yaw, pitch, roll degrees; NaN rows where no face) of uint8 RGB frames."""
+
+    name: ClassVar[str]
+    #: Whether :meth:`estimate` needs the 68 landmarks of a landmark backend.
+    needs_landmarks: ClassVar[bool] = True
+
+    def estimate(self, frames: np.ndarray, landmarks: Sequence[np.ndarray | None]) -> np.ndarray:
+        raise NotImplementedError
+
+
+class LandmarkFitPose(PoseBackend):
+    """:func:`fit_pose` of the shared 3D face model to the 68 landmarks of any landmark backend (default)."""
+
+    name = "landmarks-3dmm"
+
+    def describe(self) -> str:
+        return BACKEND
+
+    def estimate(self, frames: np.ndarray, landmarks: Sequence[np.ndarray | None]) -> np.ndarray:
+        out = np.full((len(landmarks), 3), np.nan)
+        index = [i for i, points in enumerate(landmarks) if points is not None]
+        if index:
+            out[index] = fit_pose(np.stack([landmarks[i] for i in index])).pose
+        return out
+
+
+class MediapipePose(PoseBackend):
+    """Head pose from MediaPipe FaceLandmarker's facial transformation matrix (needs the ``.task`` file of
+    :class:`reenact.face.landmarks.MediapipeLandmarks`: ``model_path=`` or ``$REENACT_MEDIAPIPE_TASK``)."""
+
+    name = "mediapipe"
+    needs_landmarks = False
+    _lazy_attributes: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, model_path: str | None = None) -> None:
+        from reenact.face.landmarks import MediapipeLandmarks
+
+        self.landmarker = MediapipeLandmarks(model_path=model_path)
+
+    def describe(self) -> str:
+        return f"{self.landmarker.describe().split(',')[0]}: facial transformation matrix -> Euler angles"
+
+    def unavailable_reason(self) -> str | None:
+        return self.landmarker.unavailable_reason()
+
+    def estimate(self, frames: np.ndarray, landmarks: Sequence[np.ndarray | None] | None = None) -> np.ndarray:
+        out = np.full((len(frames), 3), np.nan)
+        for i, frame in enumerate(frames):
+            analysis = self.landmarker.analyse(frame)
+            if analysis is not None and analysis["transform"] is not None:
+                out[i] = pose_from_transformation_matrix(analysis["transform"])
+        return out
+
+
+POSE_BACKENDS: dict[str, type[PoseBackend]] = {cls.name: cls for cls in (LandmarkFitPose, MediapipePose)}
+
+
+@lru_cache(maxsize=8)
+def get_pose_backend(name: str = "landmarks-3dmm", **kwargs: Any) -> PoseBackend:
+    """The head-pose backend ``name`` (``KeyError`` listing the known names for an unknown one)."""
+    try:
+        cls = POSE_BACKENDS[name]
+    except KeyError:
+        raise KeyError(f"unknown pose backend {name!r}; known: {', '.join(POSE_BACKENDS)}") from None
+    return cls(**kwargs)
+
+
+__all__ = [
+    "BACKEND", "LANDMARK_SIGMA", "POSE_BACKENDS", "LandmarkFitPose", "MediapipePose", "PoseBackend", "PoseFit",
+    "estimate_head_pose", "euler_from_rotation", "fit_pose", "get_pose_backend", "pose_from_transformation_matrix",
+    "transformation_matrix_from_pose",
+]
