@@ -51,11 +51,13 @@ def paper_figures() -> dict[str, dict[str, object]]:
     fsrt_inference = sum(count(fsrt[p]) for p in ("kp_detector", "encoder", "decoder", "expression_encoder"))
     lia = count(layouts["lia"]["generator"])
     return {
-        "pechead": {"params_m": 161.09, "gmacs": 357.10, "source": "PECHead supplement Table 1 (R + E + G)"},
-        "fsrt": {"params_m": round(fsrt_inference, 2), "gmacs": None,
-                 "source": "official FSRT state dict (kp detector + encoder + decoder + expression encoder)"},
-        "lia": {"params_m": round(lia, 2), "gmacs": None, "source": "official LIA generator state dict"},
-        "lpmm": {"params_m": None, "gmacs": None,
+        "pechead": {"params_m": 161.09, "gmacs": 357.10, "kind": "params",
+                    "source": "PECHead supplement Table 1 (R + E + G; MACs of one 256x256 frame)"},
+        "fsrt": {"params_m": round(fsrt_inference, 2), "gmacs": None, "kind": "state",
+                 "source": "official FSRT state dict entries (kp detector + encoder + decoder + expression encoder)"},
+        "lia": {"params_m": round(lia, 2), "gmacs": None, "kind": "state",
+                "source": "official LIA generator state dict entries"},
+        "lpmm": {"params_m": None, "gmacs": None, "kind": "params",
                  "source": "LPMM paper reports no count (LIA backbone + regressor + adaptor)"},
     }
 
@@ -65,17 +67,26 @@ def _build(name: str) -> torch.nn.Module:
 
     overrides = {"pechead": {"perceptual_weight": 0.0}, "lia": {"perceptual_weight": 0.0},
                  "fsrt": {"perceptual_weights": [0.0] * 5}}.get(name, {})
-    return create_model(name, preset="paper", **overrides).eval()
+    # No parameter needs a gradient here; FlopCounterMode's module tracker trips on parameters passed through
+    # unchanged (LIA's constant input) when they still require one.
+    return create_model(name, preset="paper", **overrides).eval().requires_grad_(False)
 
 
-def _params(model: torch.nn.Module) -> tuple[int, int]:
+def _training_only(key: str) -> bool:
+    return any(part in key.split(".")[0].lower() for part in TRAINING_ONLY)
+
+
+def _params(model: torch.nn.Module) -> tuple[int, int, int]:
+    """(inference parameters, training-only parameters, inference state-dict entries incl. BatchNorm buffers:
+    what the official FSRT/LIA counts in ``tests/data/official_state_dict_layouts.json`` add up)."""
     inference = training = 0
     for key, parameter in model.named_parameters():
-        if any(part in key.split(".")[0].lower() for part in TRAINING_ONLY):
+        if _training_only(key):
             training += parameter.numel()
         else:
             inference += parameter.numel()
-    return inference, training
+    entries = sum(v.numel() for k, v in model.state_dict().items() if not _training_only(k))
+    return inference, training, entries
 
 
 @torch.no_grad()
@@ -106,7 +117,7 @@ def measure(name: str) -> dict[str, object]:
     torch.manual_seed(0)
     baseline_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     model = _build(name)
-    inference, training = _params(model)
+    inference, training, entries = _params(model)
     macs_one, macs_two = _macs(model, 1), _macs(model, 2)
     per_frame_macs = macs_two - macs_one
     _seconds(model, 1)  # warm-up: allocator, lazy initialisation, OpenCV
@@ -114,7 +125,8 @@ def measure(name: str) -> dict[str, object]:
     one, many = _seconds(model, 1), _seconds(model, 1 + extra)
     per_frame = (many - one) / extra
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"model": name, "params": inference, "training_only_params": training,
+    return {"model": name, "params": inference, "training_only_params": training, "state_entries": entries,
+            "gmacs_one_frame_with_source": round(macs_one / 1e9, 2),
             "gmacs_per_frame": round(per_frame_macs / 1e9, 2), "gmacs_source": round((macs_one - per_frame_macs) / 1e9,
                                                                                        2),
             "ms_per_frame": round(1000 * per_frame, 1), "source_ms": round(1000 * max(one - per_frame, 0.0), 1),
@@ -152,17 +164,23 @@ def main() -> int:
         return "—" if value is None else f"{value:.2f} M"
 
     lines = ["# Complexity of the paper presets (256 px)", "",
-             "| model | params (inference) | paper / official | training-only params | GMACs per frame | "
-             "paper GMACs | GMACs source (once per video) | CPU ms per frame | x matmul | source ms | "
-             "peak memory |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| model | params (inference) | state-dict entries | paper / official | training-only params | "
+             "GMACs, source + 1 frame | paper GMACs | GMACs per extra frame | CPU ms per frame | x matmul | "
+             "source ms | peak memory |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         paper = row["paper"]
+        official = million(paper["params_m"])
+        if paper["params_m"] is not None:
+            ours = row["params"] if paper["kind"] == "params" else row["state_entries"]
+            official += f" ({100 * (ours / 1e6 / paper['params_m'] - 1):+.1f}% {paper['kind']})"
+        gmacs = "—"
+        if paper["gmacs"] is not None:
+            gmacs = f"{paper['gmacs']} ({100 * (row['gmacs_one_frame_with_source'] / paper['gmacs'] - 1):+.1f}%)"
         lines.append(
-            f"| `{row['model']}` | {million(row['params'] / 1e6)} | {million(paper['params_m'])} | "
-            f"{million(row['training_only_params'] / 1e6)} | {row['gmacs_per_frame']} | "
-            f"{paper['gmacs'] if paper['gmacs'] is not None else '—'} | {row['gmacs_source']} | "
-            f"{row['ms_per_frame']} | {row['ms_per_frame_over_reference']} | {row['source_ms']} | "
-            f"{row['peak_memory_mb']} MB |")
+            f"| `{row['model']}` | {million(row['params'] / 1e6)} | {million(row['state_entries'] / 1e6)} | "
+            f"{official} | {million(row['training_only_params'] / 1e6)} | {row['gmacs_one_frame_with_source']} | "
+            f"{gmacs} | {row['gmacs_per_frame']} | {row['ms_per_frame']} | {row['ms_per_frame_over_reference']} | "
+            f"{row['source_ms']} | {row['peak_memory_mb']} MB |")
     lines += ["", f"Reference: a 1024x1024 float32 matmul took {reference:.2f} ms in the same run.", "",
               "Paper / official figures:"]
     lines += [f"- `{row['model']}`: {row['paper']['source']}" for row in rows]
