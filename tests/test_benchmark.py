@@ -39,13 +39,14 @@ def _keys(stages: list) -> list[str]:
 
 def test_plan_prerequisites_and_step_scaling() -> None:
     stages = plan(["pechead", "lpmm", "copy-source"], "tiny", Budget(steps=60), {})
-    assert _keys(stages) == ["pechead.reconstructor", "pechead", "pechead.test", "lia", "lpmm", "lpmm.test",
-                             "copy-source.test"]
+    assert _keys(stages) == ["pechead.reconstructor", "pechead", "pechead.test", "lpmm.backbone", "lpmm",
+                             "lpmm.test", "copy-source.test"]
     by_key = {s.key: s for s in stages}
     # pechead tiny: 600 steps -> 60 (x0.1); R gets half the preset's main steps, scaled alike.
     assert by_key["pechead"].max_steps == 60 and by_key["pechead.reconstructor"].max_steps == 30
     assert by_key["pechead"].checkpoint_args == {"--model.reconstructor_ckpt": "pechead.reconstructor"}
-    assert by_key["lpmm"].checkpoint_args == {"--model.backbone_ckpt": "lia"}
+    assert by_key["lpmm"].checkpoint_args == {"--model.backbone_ckpt": "lpmm.backbone"}
+    assert by_key["lpmm.backbone"].model == "lia" and by_key["lpmm.backbone"].owner == "lpmm"
     # LPMM's internal stage lengths shrink with the budget (tiny: 200 + 200 batches of 400 steps).
     args = by_key["lpmm"].args
     assert args[args.index("--model.regressor_steps") + 1] == "30"
@@ -61,16 +62,19 @@ def test_plan_scales_step_counted_schedules() -> None:
     assert plan(["fsrt"], "tiny", Budget(seconds=60), {})[0].args == []  # a time budget keeps the preset's
 
 
-def test_plan_time_budget_splits_and_shares_backbone() -> None:
+def test_plan_time_budget_gives_every_model_the_same_time() -> None:
     stages = plan(["lpmm", "lia", "pechead"], "tiny", Budget(seconds=100), {})
+    by_owner: dict[str, float] = {}
+    for stage in stages:
+        by_owner[stage.owner] = by_owner.get(stage.owner, 0.0) + (stage.max_seconds or 0.0)
+    # LPMM trains its own backbone inside its budget, even with lia benchmarked beside it.
+    assert by_owner == pytest.approx({"lpmm": 100, "lia": 100, "pechead": 100})
     by_key = {s.key: s for s in stages}
-    assert _keys(stages)[:2] == ["lia", "lia.test"]  # the shared backbone is trained once, first
-    assert _keys(stages).count("lia") == 1
-    assert by_key["lia"].max_seconds == 100  # lia is benchmarked itself: its own full budget
-    assert by_key["lpmm"].max_seconds == pytest.approx(40)
-    assert by_key["pechead.reconstructor"].max_seconds + by_key["pechead"].max_seconds == pytest.approx(100)
-    alone = {s.key: s for s in plan(["lpmm"], "tiny", Budget(seconds=100), {})}
-    assert alone["lia"].max_seconds + alone["lpmm"].max_seconds == pytest.approx(100)
+    assert by_key["lpmm.backbone"].max_seconds == pytest.approx(60)
+    # Each stage also stops at its preset length: R at half the generator's preset steps, not a quarter.
+    assert by_key["pechead.reconstructor"].max_steps == 300 and by_key["pechead"].max_steps == 600
+    with pytest.raises(ValueError, match="twice"):
+        plan(["lia", "lia"], "tiny", Budget(), {})
 
 
 def test_plan_with_checkpoints_skips_training() -> None:
@@ -131,8 +135,23 @@ def test_markdown_report_shows_best_unavailable_and_verdict() -> None:
     text = markdown(build_payload(settings, models, "t0", "t1"))
     assert "| `a` | 2 | 10 | **0.0100** | 3.0000 | **31.0000** |" in text
     assert "n/a [1]" in text and "[1] no face found in any of 10 frames" in text
-    assert "`b` did not beat `copy-source`" in text.replace("`a`, ", "") or "`a`, `b` did not beat" in text
-    assert "The budget was not changed" in text
+    assert "`a`, `b` did not beat `copy-source`" in text and "The budget was not changed" in text
+    assert "Every learned model beats" not in text
+
+    # A model that failed to train is named in a Failures section and fails the floor check.
+    models["b"] = {**models["b"], "results": None, "error": "stage 'b' (fit b) exited with code 1; full log: x"}
+    payload = build_payload(settings, models, "t0", "t1")
+    assert payload["failures"] == {"b": "stage 'b' (fit b) exited with code 1; full log: x"}
+    assert [c["beats"] for c in payload["floor"]["checks"] if c["model"] == "b"] == [False, False]
+    assert "## Failures" in markdown(payload)
+
+    # Nothing measured (no AKD selected) is not "beats the floor".
+    only_l1 = {name: {"protocols": {"same_identity": {"videos": 1, "frames": 1, "metrics": [_metric("l1", value)]}}}
+               for name, value in (("copy-source", 0.02), ("a", 0.01))}
+    models = {name: {"trainable": name == "a", "stages": [], "train_seconds": 0.0, "test_seconds": 0.0,
+                     "results": results} for name, results in only_l1.items()}
+    text = markdown(build_payload({**settings, "models": list(only_l1)}, models, "t0", "t1"))
+    assert "not every check could be measured" in text and "Every learned model beats" not in text
 
 
 # ------------------------------------------------------------------------------------------- end to end
@@ -201,4 +220,4 @@ def test_every_model_trains_through_the_benchmark_ddp_path(synthetic_root: Path,
         assert info["results"]["world_size"] == 2, model
         fits = [s for s in info["stages"] if s["command"] == "fit"]
         assert fits and all(s["global_step"] >= 1 for s in fits), model
-    assert [s["key"] for s in report["models"]["lpmm"]["stages"]] == ["lia", "lpmm", "lpmm.test"]
+    assert [s["key"] for s in report["models"]["lpmm"]["stages"]] == ["lpmm.backbone", "lpmm", "lpmm.test"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -113,3 +114,31 @@ def test_results_markdown_lists_the_editing_tasks() -> None:
     markdown = results_markdown(payload)
     assert "## editing" in markdown and "| are ↓ | 1.5000 | 4 | dlib |" in markdown
     assert "- frontalisation (4 images; are): to yaw = pitch = roll = 0" in markdown
+
+
+def test_missing_evaluator_weights_are_reported_not_raised(synthetic_root: Path, tmp_path: Path,
+                                                            monkeypatch: Any) -> None:
+    """With no LPIPS backbone weights anywhere, `trainer.test` still evaluates L1 and reports LPIPS as
+    unavailable with the file it needs, instead of raising (the `paper` presets select it)."""
+    import os
+
+    import lightning as L
+
+    from reenact.data import ReenactDataModule
+
+    for key in list(os.environ):
+        if key.startswith("REENACT_WEIGHTS_"):
+            monkeypatch.delenv(key)
+    for variable, folder in (("REENACT_WEIGHTS_DIR", "weights"), ("TORCH_HOME", "torch"), ("HOME", "home")):
+        monkeypatch.setenv(variable, str(tmp_path / folder))
+    model = reenact.models.create_model("copy-source", image_size=64, metrics=["l1", "lpips"])
+    data = ReenactDataModule(root=str(synthetic_root), image_size=64, max_frames_per_video=2,
+                             num_cross_identity_pairs=1)
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=tmp_path / "run")
+    trainer.test(model, datamodule=data)
+    metrics = {m["name"]: m for m in json.loads((tmp_path / "run" / "results.json").read_text())
+               ["protocols"]["same_identity"]["metrics"]}
+    assert metrics["l1"]["value"] is not None
+    assert metrics["lpips"]["value"] is None and metrics["lpips"]["count"] == 0
+    assert "alexnet-owt-7be5be79.pth" in metrics["lpips"]["reason"]

@@ -18,17 +18,17 @@ its ``frames`` are edited images and ``tasks`` says which task's outputs each me
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 from rich.table import Table
 
-from reenact.data.video import atomic_path
+from reenact.data.video import atomic_path, atomic_write_json
 
 
-def _format(value: float | None) -> str:
+def format_value(value: float | None) -> str:
+    """A metric value for tables: 4 decimals below 100, 2 above; ``n/a`` for no value."""
     if value is None:
         return "n/a"
     if math.isinf(value) or math.isnan(value):
@@ -43,7 +43,8 @@ def results_rows(payload: dict[str, Any]) -> list[tuple[str, str, str, str, str]
         for metric in section["metrics"]:
             arrow = "↑" if metric["higher_is_better"] else "↓"
             note = metric["backend"] if metric["reason"] is None else f"unavailable: {metric['reason']}"
-            rows.append((protocol, f"{metric['name']} {arrow}", _format(metric["value"]), str(metric["count"]), note))
+            rows.append((protocol, f"{metric['name']} {arrow}", format_value(metric["value"]), str(metric["count"]),
+                         note))
         if not section["metrics"]:
             rows.append((protocol, "-", "n/a", str(section["frames"]),
                          "no registered metric applies to this protocol"))
@@ -77,7 +78,7 @@ def results_markdown(payload: dict[str, Any]) -> str:
             arrow = "↑" if metric["higher_is_better"] else "↓"
             note = metric["backend"] if metric["reason"] is None else f"unavailable: {metric['reason']}"
             note = note.replace("|", "\\|")  # a literal pipe would split the Markdown table cell
-            lines.append(f"| {metric['name']} {arrow} | {_format(metric['value'])} | {metric['count']} | {note} |")
+            lines.append(f"| {metric['name']} {arrow} | {format_value(metric['value'])} | {metric['count']} | {note} |")
         if not section["metrics"]:
             lines.append("| - | n/a | - | no registered metric applies to this protocol |")
         if section.get("pairs"):
@@ -96,8 +97,7 @@ def write_results(directory: str | Path, payload: dict[str, Any]) -> tuple[Path,
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     json_path, md_path = directory / "results.json", directory / "results.md"
-    with atomic_path(json_path) as temporary:
-        temporary.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    atomic_write_json(json_path, payload)
     with atomic_path(md_path) as temporary:
         temporary.write_text(results_markdown(payload))
     return json_path, md_path

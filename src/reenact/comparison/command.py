@@ -20,11 +20,11 @@ from rich.table import Table
 console = Console()
 
 DEFAULT_MODELS = "pechead,fsrt,lpmm,copy-source"
+#: Driving frames per clip animated for the sample grid (the first and the last are shown).
+SAMPLE_FRAMES = 8
 #: ``--quick``: the README's main job. Everything fits in 15 minutes on 2 CPU cores; see README "Main job".
-QUICK = {"models": DEFAULT_MODELS, "preset": "tiny", "data": "synthetic", "budget": "2min",
+QUICK = {"models": DEFAULT_MODELS, "preset": "tiny", "data": "synthetic", "budget": "3min",
          "eval_frames": 16, "eval_pairs": 8}
-#: Metrics of ``--quick``: the pixel metrics plus the dlib face metrics that the floor check needs.
-QUICK_METRICS = ["l1", "psnr", "ms_ssim", "akd", "csim", "ard", "are", "auh"]
 #: Settings that must match to resume into an existing ``--out`` folder.
 RESUME_KEYS = ("preset", "data", "budget", "seed", "trainer_args", "evaluation_args", "checkpoints")
 
@@ -59,7 +59,7 @@ def parser() -> argparse.ArgumentParser:
                         "lpmm's backbone")
     p.add_argument("--quick", action="store_true",
                    help=f"the README's main job: {QUICK['models']} at the tiny preset on the synthetic data, "
-                        f"{QUICK['budget']} of training each, quick metrics; ~15 min on 2 CPU cores")
+                        f"{QUICK['budget']} of training each, the quick metrics; ~11 min on 2 CPU cores")
     p.add_argument("--devices", default=None, help="trainer.devices for every stage (e.g. 2)")
     p.add_argument("--strategy", default=None, help="trainer.strategy for every stage (e.g. ddp)")
     p.add_argument("--accelerator", default=None, help="trainer.accelerator for every stage (cpu, gpu, auto)")
@@ -80,8 +80,6 @@ def _resolve(options: argparse.Namespace) -> argparse.Namespace:
         for key, value in QUICK.items():
             if getattr(options, key) is None:
                 setattr(options, key, value)
-        if options.metrics is None:
-            options.metrics = ",".join(QUICK_METRICS)
     options.models = [m.strip() for m in (options.models or DEFAULT_MODELS).split(",") if m.strip()]
     options.preset = options.preset or "tiny"
     options.data = options.data or "synthetic"
@@ -137,8 +135,7 @@ def _image_sizes(models: list[str], preset: str) -> dict[str, int]:
 
 def _settings(options: argparse.Namespace, checkpoints: dict[str, str], budget: Any, data_root: str | None,
               dataset: str) -> dict[str, Any]:
-    from reenact.metrics import DEFAULT_METRICS
-    from reenact.metrics import QUICK_METRICS as TINY_METRICS
+    from reenact.metrics import DEFAULT_METRICS, QUICK_METRICS, list_metrics
 
     trainer_args: list[str] = list(options.passthrough)
     for option in ("devices", "strategy", "accelerator"):
@@ -147,9 +144,7 @@ def _settings(options: argparse.Namespace, checkpoints: dict[str, str], budget: 
     if options.metrics:
         metrics = [m.strip() for m in options.metrics.split(",") if m.strip()]
     else:
-        metrics = list(TINY_METRICS if options.preset == "tiny" else DEFAULT_METRICS)
-    from reenact.metrics import list_metrics
-
+        metrics = list(QUICK_METRICS if options.preset == "tiny" else DEFAULT_METRICS)
     unknown = sorted(set(metrics) - set(list_metrics()))
     if unknown:
         raise SystemExit(f"reenact benchmark: unknown metrics {unknown}; registered: {', '.join(list_metrics())}")
@@ -178,7 +173,7 @@ def _prepare_out(out: Path, settings: dict[str, Any], overwrite: bool) -> None:
         if changed and not overwrite:
             raise SystemExit(f"reenact benchmark: {out} holds a benchmark with other settings ({', '.join(changed)} "
                              "differ); use another --out, the same settings to resume, or --overwrite to start again")
-        if changed:
+        if overwrite:
             shutil.rmtree(out / "stages", ignore_errors=True)
     elif out.exists() and any(out.iterdir()) and not overwrite:
         raise SystemExit(f"reenact benchmark: {out} exists, is not empty and holds no benchmark.json; "
@@ -202,8 +197,9 @@ def _samples(settings: dict[str, Any], records: dict[str, dict[str, Any]], size:
     args = settings["evaluation_args"]
     if "--data.num_cross_identity_pairs" in args:
         eval_pairs = int(args[args.index("--data.num_cross_identity_pairs") + 1])
+    shown = SAMPLE_FRAMES  # frames 0 and SAMPLE_FRAMES - 1 of each clip are shown; only these are generated
     datamodule = ReenactDataModule(root=settings["data_root"], image_size=size, seed=settings["seed"],
-                                   num_cross_identity_pairs=eval_pairs or 20, max_frames_per_video=16)
+                                   num_cross_identity_pairs=eval_pairs or 20, max_frames_per_video=shown)
     datamodule.setup("test")
     loader = datamodule.test_dataloader()[-1]  # cross-identity: the harder protocol shows more
     clips = []
@@ -224,7 +220,7 @@ def _samples(settings: dict[str, Any], records: dict[str, dict[str, Any]], size:
     rows = []
     for c, clip in enumerate(clips):
         frames = clip["driving"].shape[1]
-        for t in sorted({0, frames // 2, frames - 1})[:2] if frames > 1 else [0]:
+        for t in sorted({0, frames - 1}):
             images = [clip["source"][0, 0], clip["driving"][0, t], *[outputs[m][c][0, t] for m in models]]
             rows.append({"label": f"pair {c} frame {t}",
                          "images": [image.clamp(0, 1).permute(1, 2, 0).float().numpy() for image in images]})
@@ -244,7 +240,7 @@ def record_checkpoint(record: dict[str, Any]) -> str | None:
 def run_benchmark(args: list[str]) -> int:
     from reenact.comparison.plan import Budget, plan
     from reenact.comparison.report import bar_charts, build_payload, loss_curves, markdown
-    from reenact.comparison.runner import StageFailed, StageRunner, write_json
+    from reenact.comparison.runner import StageChanged, StageFailed, StageRunner, write_json
     from reenact.registry import get_entry
 
     options, extra = parser().parse_known_args(args)
@@ -267,7 +263,7 @@ def run_benchmark(args: list[str]) -> int:
         budget = Budget.parse(options.budget)
         checkpoints = _checkpoints(options.ckpt)
         stages = plan(options.models, options.preset, budget, checkpoints)
-    except ValueError as error:
+    except (ValueError, FileNotFoundError) as error:
         raise SystemExit(f"reenact benchmark: {error}") from None
     sizes = _image_sizes(options.models, options.preset)
     data_root, dataset = _check_data(options.data)
@@ -276,6 +272,10 @@ def run_benchmark(args: list[str]) -> int:
     _prepare_out(out, settings, options.overwrite)
     runner = StageRunner(out, options.preset, data_root, options.seed, settings["trainer_args"],
                          settings["evaluation_args"])
+    try:
+        done_records = {stage.key: runner.done(stage) for stage in stages}
+    except StageChanged as error:
+        raise SystemExit(f"reenact benchmark: {error}; use another --out or --overwrite") from None
 
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     records: dict[str, dict[str, Any]] = {}
@@ -288,10 +288,8 @@ def run_benchmark(args: list[str]) -> int:
     with Progress(*columns, console=console) as progress:
         overall = progress.add_task("benchmark", total=len(stages))
         for stage in stages:
-            users = [name for name in options.models if any(s.key == stage.key for s in
-                     plan([name], options.preset, budget, checkpoints))] or [stage.owner]
             blocked = [key for key in stage.checkpoint_args.values() if key in failed]
-            record = runner.done(stage)
+            record = done_records[stage.key]
             if record is None and blocked:
                 failed[stage.key] = f"needs stage {blocked[0]!r}, which failed"
             elif record is None:
@@ -304,21 +302,20 @@ def run_benchmark(args: list[str]) -> int:
             else:
                 progress.console.print(f"{stage.key}: finished earlier ({record['seconds']:.0f} s), skipped")
             progress.advance(overall)
-            for name in users:
-                entry = {**stage.to_dict(), **(record or {}), "error": failed.get(stage.key)}
-                entry.pop("stage", None)
-                if record is not None and stage.command == "test":
-                    entry["args"] = [*stage.args, *[a for o, k in stage.checkpoint_args.items()
-                                                    for a in (o, runner.checkpoint(k))]]
-                records[name]["stages"].append(entry)
-                if record is None:
-                    records[name]["error"] = failed[stage.key]
-                    continue
-                if stage.command == "fit":
-                    records[name]["train_seconds"] += record["seconds"]
-                else:
-                    records[name]["test_seconds"] += record["seconds"]
-                    records[name]["results"] = json.loads(Path(record["results"]).read_text())
+            model = records[stage.owner]
+            entry = {**stage.to_dict(), **(record or {}), "error": failed.get(stage.key)}
+            entry.pop("stage", None)
+            if record is not None and stage.command == "test":
+                entry["args"] = [*stage.args, *[a for o, k in stage.checkpoint_args.items()
+                                                for a in (o, runner.checkpoint(k))]]
+            model["stages"].append(entry)
+            if record is None:
+                model["error"] = failed[stage.key]
+            elif stage.command == "fit":
+                model["train_seconds"] += record["seconds"]
+            else:
+                model["test_seconds"] += record["seconds"]
+                model["results"] = json.loads(Path(record["results"]).read_text())
 
     finished = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     payload = build_payload(settings, records, started, finished)
@@ -326,8 +323,13 @@ def run_benchmark(args: list[str]) -> int:
     losses = loss_curves(records, out)
     if losses:
         pictures["losses"] = losses
+    done_files = list((out / "stages").glob("*/done.json"))
+    grid = out / "samples.png"
     try:
-        samples = _samples(settings, records, next(iter(sizes.values())), options.samples, out)
+        if grid.is_file() and not failed and all(f.stat().st_mtime < grid.stat().st_mtime for f in done_files):
+            samples = grid.name  # every model is as it was when the grid was drawn
+        else:
+            samples = _samples(settings, records, next(iter(sizes.values())), options.samples, out)
     except Exception as error:  # the report must still be written; say why the grid is missing
         samples = None
         payload["samples_error"] = f"{type(error).__name__}: {error}"
@@ -349,7 +351,7 @@ def run_benchmark(args: list[str]) -> int:
 
 
 def _print_summary(payload: dict[str, Any]) -> None:
-    from reenact.comparison.report import _format
+    from reenact.evaluation import format_value as _format
 
     for protocol, table in payload["protocols"].items():
         view = Table(title=protocol)

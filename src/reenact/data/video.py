@@ -8,11 +8,13 @@ so an interrupted run never leaves a half-written video that looks complete.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -157,6 +159,13 @@ def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]
     finally:
         if temporary.exists():
             temporary.unlink()
+
+
+def atomic_write_json(target: str | Path, payload: Any) -> Path:
+    """Write ``payload`` as indented JSON to ``target`` atomically (a reader never sees half a file)."""
+    with atomic_path(target) as temporary:
+        temporary.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    return Path(target)
 
 
 def check_writable(target: str | Path, overwrite: bool) -> Path:

@@ -100,6 +100,7 @@ class ReenactmentModule(L.LightningModule):
         self.eval_chunk = eval_chunk
         self.num_sample_frames = num_sample_frames
         self.eval_metrics = nn.ModuleDict()
+        self._unmeasurable: set[int] = set()
         self.eval_counts = nn.ModuleDict()
 
     # ----------------------------------------------------------------------------------------- contract
@@ -155,6 +156,17 @@ class ReenactmentModule(L.LightningModule):
                                **{task: SumMetric() for task in self.editing_tasks}}
         self.eval_metrics = nn.ModuleDict({p: nn.ModuleDict(m) for p, m in metrics.items()}).to(self.device)
         self.eval_counts = nn.ModuleDict({p: nn.ModuleDict(c) for p, c in counts.items()}).to(self.device)
+        # A metric whose evaluator is missing (weights, package) is never updated: its result() gives the reason,
+        # and one missing file must not abort the evaluation of every other metric.
+        self._unmeasurable = {id(m) for group in metrics.values() for m in group.values()
+                              if m.unavailable_reason() is not None}
+
+    def _update_metrics(self, metrics: Any, generated: torch.Tensor, target: torch.Tensor,
+                        context: dict[str, Any]) -> None:
+        """``update`` every metric in ``metrics`` that can be measured here (``[N, 3, H, W]`` pairs)."""
+        for metric in metrics:
+            if id(metric) not in self._unmeasurable:
+                metric.update(generated, target, **context)
 
     @torch.no_grad()
     def generate_video(self, source: torch.Tensor, driving: torch.Tensor, relative: bool, chunk: int | None = None,
@@ -191,8 +203,7 @@ class ReenactmentModule(L.LightningModule):
         flat_generated = generated.flatten(0, 1)
         flat_driving = batch["driving"].flatten(0, 1)
         context = {k: batch[k] for k in CONTEXT_KEYS if k in batch}
-        for metric in self.eval_metrics[protocol].values():
-            metric.update(flat_generated, flat_driving, **context)
+        self._update_metrics(self.eval_metrics[protocol].values(), flat_generated, flat_driving, context)
         self.eval_counts[protocol]["videos"].update(torch.tensor(float(generated.shape[0])))
         self.eval_counts[protocol]["frames"].update(torch.tensor(float(frames)))
         if EDITING in self.eval_metrics:
@@ -231,8 +242,7 @@ class ReenactmentModule(L.LightningModule):
             edited, target = self._edit_in_chunks(sources, expression_from=references), references
         # One "video" per edited image: context["source"][n] is the unedited image of output n (CSIM's layout).
         context = {"source": sources[:, None]}
-        for metric in metrics:
-            metric.update(edited, target, **context)
+        self._update_metrics(metrics, edited, target, context)
         counts = self.eval_counts[EDITING]
         counts["videos"].update(torch.tensor(float(videos)))
         counts["frames"].update(torch.tensor(float(edited.shape[0])))
