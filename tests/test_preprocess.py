@@ -160,6 +160,16 @@ def test_preprocess_resumes_and_overwrites(tmp_path: Path) -> None:
     assert statuses()["alice.mp4"] == "processed" and annotation.stat().st_mtime_ns != stamp
     assert check_dataset(out, splits=["train"], require_annotations=True).ok
 
+    # Interrupted after its first input, a run keeps the earlier run's records of the inputs it did not reach.
+    from reenact.data.preprocess import PreprocessConfig, preprocess
+
+    def interrupt(item: object, result: object) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        preprocess(raw, out, PreprocessConfig(size=64, video_format="png", overwrite=True), on_input=interrupt)
+    assert set(statuses()) == {"alice.mp4", "grey.mp4"}
+
 
 def test_single_image_crop(tmp_path: Path) -> None:
     pytest.importorskip("dlib")
@@ -190,8 +200,10 @@ def test_single_image_crop(tmp_path: Path) -> None:
     assert record["status"] == "processed" and record["outputs"][0]["path"] == "images/face.png"
     # An image without a face is reported, not raised.
     assert main(["preprocess", str(grey), str(out), "--size", str(SIZE)]) == 0
-    (record,) = json.loads((out / "preprocess.json").read_text())["inputs"]
-    assert record["status"] == "no-face" and not (out / "images" / "grey.png").exists()
+    records = {Path(r["input"]).name: r for r in json.loads((out / "preprocess.json").read_text())["inputs"]}
+    assert records["grey.png"]["status"] == "no-face" and not (out / "images" / "grey.png").exists()
+    # The file describes everything in OUT: the earlier run's face.png stays listed.
+    assert records["face.png"]["status"] == "processed"
 
 
 def test_help_lists_the_options(capsys: pytest.CaptureFixture) -> None:

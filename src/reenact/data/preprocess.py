@@ -353,6 +353,9 @@ class PreprocessSummary:
     out: str
     config: PreprocessConfig
     results: list[InputResult] = field(default_factory=list)
+    #: Records of an earlier run (``preprocess.json``) for inputs this run has not reached yet: kept in the file
+    #: so that interrupting this run does not forget what the earlier one finished.
+    earlier: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def by_status(self, status: str) -> list[InputResult]:
         return [result for result in self.results if result.status == status]
@@ -361,8 +364,10 @@ class PreprocessSummary:
         return {status: len(self.by_status(status)) for status in STATUSES}
 
     def to_json(self) -> dict[str, Any]:
+        reached = {result.input for result in self.results}
+        carried = [record for key, record in self.earlier.items() if key not in reached]
         return {"source": self.source, "out": self.out, "config": asdict(self.config), "counts": self.counts(),
-                "inputs": [asdict(result) for result in self.results]}
+                "inputs": [asdict(result) for result in self.results] + carried}
 
     def write(self) -> Path:
         return atomic_write_json(Path(self.out) / SUMMARY_FILE, self.to_json())
@@ -463,6 +468,12 @@ def preprocess_input(item: InputFile, out: Path, config: PreprocessConfig,
         return result
     fps = video_fps(item.path) if item.kind == "video" else 25.0
     height, width = shape[:2] if shape is not None else (0, 0)
+    # Outputs of an earlier run of this input (--overwrite, or another segmentation: `name` vs `name_partNN`)
+    # would otherwise stay beside the new ones as duplicate clips.
+    for output in (previous or {}).get("outputs", []):
+        for key in ("path", "annotation"):
+            if output.get(key):
+                _remove(out / output[key])
     lost: list[str] = []
     for number, (segment, box, frames) in enumerate(zip(segments, boxes, crops, strict=True)):
         name = item.name if len(segments) == 1 else f"{item.name}_part{number:02d}"
@@ -516,7 +527,7 @@ def preprocess(source: str | Path, out: str | Path, config: PreprocessConfig | N
     _require_backend(config.backend)
     out.mkdir(parents=True, exist_ok=True)
     previous = _previous_results(out)
-    summary = PreprocessSummary(source=str(source), out=str(out), config=config)
+    summary = PreprocessSummary(source=str(source), out=str(out), config=config, earlier=previous)
     if on_start is not None:
         on_start(inputs)
     for item in inputs:

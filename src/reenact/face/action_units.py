@@ -49,6 +49,7 @@ comparison between models evaluated with it, not as py-feat's AUH.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -122,9 +123,11 @@ def estimate_action_units(landmarks: np.ndarray, fit: PoseFit | None = None,
 AU_BACKEND_NAMES: tuple[str, ...] = ("geometry", "py-feat")
 
 
+@lru_cache(maxsize=8)
 def get_au_backend(name: str = "geometry", **options: Any) -> PyFeatAUBackend | None:
     """``None`` for the landmark-geometry estimator (it runs inside the metrics on fitted landmarks), or the
-    frame-based backend ``name``. ``KeyError`` for an unknown name (lists the known ones)."""
+    frame-based backend ``name`` (cached per arguments, so the AUH of every protocol shares one loaded model).
+    ``KeyError`` for an unknown name (lists the known ones)."""
     if name == "geometry":
         if options:
             raise TypeError(f"the geometry AU backend takes no options, got {sorted(options)}")
