@@ -202,8 +202,8 @@ def test_single_image_crop(tmp_path: Path) -> None:
     assert main(["preprocess", str(grey), str(out), "--size", str(SIZE)]) == 0
     records = {Path(r["input"]).name: r for r in json.loads((out / "preprocess.json").read_text())["inputs"]}
     assert records["grey.png"]["status"] == "no-face" and not (out / "images" / "grey.png").exists()
-    # The file describes everything in OUT: the earlier run's face.png stays listed.
-    assert records["face.png"]["status"] == "processed"
+    # The file describes everything in OUT: the earlier run's face.jpg stays listed.
+    assert records["face.jpg"]["status"] == "processed"
 
 
 def test_help_lists_the_options(capsys: pytest.CaptureFixture) -> None:
