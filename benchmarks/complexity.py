@@ -11,8 +11,8 @@ with random weights, in its own fresh process (so peak memory is that model's al
 * MACs per driving frame: ``torch.utils.flop_counter.FlopCounterMode`` FLOPs / 2 of ``animate`` with T = 2 minus
   T = 1 (the per-frame part); "source" is the rest of T = 1, done once per video (source encoding, keypoints of
   the source...). Non-torch work (OpenCV frame flow in PECHead's CAP) is not counted;
-* CPU ms per frame: (time(T = 1 + N) - time(T = 1)) / N after a warm-up call; "source ms" = time(T = 1) minus
-  one frame;
+* CPU ms per frame: (time(T = 1 + N) - time(T = 1)) / N after a warm-up call, each time the median of 3 calls;
+  "source ms" = time(T = 1) minus one frame;
 * peak memory: the process's peak resident set (``ru_maxrss``) after the timed calls, minus the peak before
   the model was built (Python, torch and reenact imported).
 
@@ -26,6 +26,7 @@ import argparse
 import json
 import math
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -113,6 +114,8 @@ def _seconds(model: torch.nn.Module, frames: int) -> float:
 
 def measure(name: str) -> dict[str, object]:
     """One model, in this process (the parent runs each model in a fresh child)."""
+    import reenact.models  # noqa: F401  (imported before the baseline: import memory is not the model's)
+
     torch.set_num_threads(2)
     torch.manual_seed(0)
     baseline_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -122,7 +125,9 @@ def measure(name: str) -> dict[str, object]:
     per_frame_macs = macs_two - macs_one
     _seconds(model, 1)  # warm-up: allocator, lazy initialisation, OpenCV
     extra = TIMED_FRAMES[name]
-    one, many = _seconds(model, 1), _seconds(model, 1 + extra)
+    # Medians of 3 calls each, so that one slow call on a shared machine does not decide the figure.
+    one = statistics.median(_seconds(model, 1) for _ in range(3))
+    many = statistics.median(_seconds(model, 1 + extra) for _ in range(3))
     per_frame = (many - one) / extra
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {"model": name, "params": inference, "training_only_params": training, "state_entries": entries,
