@@ -28,3 +28,20 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("synthetic") / "data"
     generate_dataset(root, videos=10, frames=10, size=64, seed=5, progress=False)
     return root
+
+
+# ---------------------------------------------------------------- pretrained weights (weights, LPIPS, evaluation)
+
+
+@pytest.fixture
+def no_pretrained_weights(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No real weights visible: empty REENACT_WEIGHTS_DIR (``tmp_path/weights``), TORCH_HOME (``tmp_path/torch``)
+    and HOME, no per-weight overrides. Returns ``tmp_path``."""
+    for key in list(os.environ):
+        if key.startswith("REENACT_WEIGHTS_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("REENACT_WEIGHTS_DIR", str(tmp_path / "weights"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "weights").mkdir(exist_ok=True)
+    return tmp_path

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -116,21 +115,15 @@ def test_results_markdown_lists_the_editing_tasks() -> None:
     assert "- frontalisation (4 images; are): to yaw = pitch = roll = 0" in markdown
 
 
-def test_missing_evaluator_weights_are_reported_not_raised(synthetic_root: Path, tmp_path: Path,
-                                                            monkeypatch: Any) -> None:
+def test_missing_evaluator_weights_are_reported_not_raised(synthetic_root: Path,
+                                                            no_pretrained_weights: Path) -> None:
     """With no LPIPS backbone weights anywhere, `trainer.test` still evaluates L1 and reports LPIPS as
     unavailable with the file it needs, instead of raising (the `paper` presets select it)."""
-    import os
-
     import lightning as L
 
     from reenact.data import ReenactDataModule
 
-    for key in list(os.environ):
-        if key.startswith("REENACT_WEIGHTS_"):
-            monkeypatch.delenv(key)
-    for variable, folder in (("REENACT_WEIGHTS_DIR", "weights"), ("TORCH_HOME", "torch"), ("HOME", "home")):
-        monkeypatch.setenv(variable, str(tmp_path / folder))
+    tmp_path = no_pretrained_weights
     model = reenact.models.create_model("copy-source", image_size=64, metrics=["l1", "lpips"])
     data = ReenactDataModule(root=str(synthetic_root), image_size=64, max_frames_per_video=2,
                              num_cross_identity_pairs=1)

@@ -7,7 +7,6 @@ lookup, loading and state handling only. The numbers they produce are NOT real L
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -23,15 +22,8 @@ ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
 
 
 @pytest.fixture
-def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """No real weights visible: empty REENACT_WEIGHTS_DIR, TORCH_HOME and HOME, no per-weight overrides."""
-    for key in list(os.environ):
-        if key.startswith("REENACT_WEIGHTS_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("REENACT_WEIGHTS_DIR", str(tmp_path / "weights"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    return tmp_path
+def isolated(no_pretrained_weights: Path) -> Path:
+    return no_pretrained_weights
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 import pickle
 import sys
 from pathlib import Path
@@ -18,16 +17,8 @@ from reenact.weights import MissingWeightsError
 
 
 @pytest.fixture
-def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """No real weights visible: empty REENACT_WEIGHTS_DIR, TORCH_HOME and HOME, no per-weight overrides."""
-    for key in list(os.environ):
-        if key.startswith("REENACT_WEIGHTS_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("REENACT_WEIGHTS_DIR", str(tmp_path / "weights"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    (tmp_path / "weights").mkdir()
-    return tmp_path
+def isolated(no_pretrained_weights: Path) -> Path:
+    return no_pretrained_weights
 
 
 def test_registry_has_the_project_weights() -> None:
