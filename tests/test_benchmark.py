@@ -200,6 +200,8 @@ def test_benchmark_rejects_bad_input_before_work(tmp_path: Path) -> None:
     assert not (tmp_path / "o").exists()
     typo = _benchmark(["--models", "copy-source", "--modle.lr", "1", "--out", str(tmp_path / "o")], tmp_path)
     assert typo.returncode != 0 and "--modle.lr" in typo.stderr
+    owned = _benchmark(["--models", "copy-source", "--trainer.max_steps", "5", "--out", str(tmp_path / "o")], tmp_path)
+    assert owned.returncode != 0 and "--budget" in owned.stderr
     bad_ckpt = _benchmark(["--models", "fsrt", "--ckpt", f"fsrt={tmp_path / 'none.ckpt'}", "--out",
                            str(tmp_path / "o")], tmp_path)
     assert bad_ckpt.returncode != 0 and "none.ckpt" in bad_ckpt.stdout + bad_ckpt.stderr

@@ -25,6 +25,9 @@ SAMPLE_FRAMES = 8
 #: ``--quick``: the README's main job. Everything fits in 15 minutes on 2 CPU cores; see README "Main job".
 QUICK = {"models": DEFAULT_MODELS, "preset": "tiny", "data": "synthetic", "budget": "3min",
          "eval_frames": 16, "eval_pairs": 8}
+#: Trainer/data options the benchmark sets for every stage; passing them through would be silently overridden.
+BENCHMARK_OWNED = ("--trainer.max_steps", "--trainer.max_time", "--trainer.limit_val_batches",
+                   "--trainer.num_sanity_val_steps", "--data.seed", "--data.root")
 #: Settings that must match to resume into an existing ``--out`` folder.
 RESUME_KEYS = ("preset", "data", "budget", "seed", "trainer_args", "evaluation_args", "checkpoints")
 
@@ -255,6 +258,10 @@ def run_benchmark(args: list[str]) -> int:
             unknown.append(argument)
     if unknown:
         parser().error(f"unrecognized arguments: {' '.join(unknown)} (only --trainer.* and --data.* pass through)")
+    owned = [a for a in extra if a.split("=", 1)[0] in BENCHMARK_OWNED]
+    if owned:
+        parser().error(f"{' '.join(owned)}: the benchmark sets these itself (training length: --budget; validation "
+                       "is off during training, the test stage evaluates; seeds: --seed)")
     options.passthrough = extra
     options.raw_args = args
     options = _resolve(options)
