@@ -31,7 +31,8 @@ Face reenactment models under one trainer, one data pipeline and one metrics sui
 commands:
   fit        train a model:              reenact fit --model NAME [--preset tiny|paper] [--data.root ROOT]
   validate   run the validation protocol: reenact validate --model NAME --ckpt_path C
-  test       evaluate (same-identity and cross-identity protocols, writes results.json/.md):
+  test       evaluate (same-identity, cross-identity and, for models that edit, editing protocols;
+             writes results.json/.md):
                                           reenact test --model NAME [--ckpt_path C]
   predict    animate a source image with a driving video, write a video:
              reenact predict --model NAME --ckpt C --source IMG --driving VIDEO --out OUT.mp4
@@ -625,7 +626,7 @@ def _run_benchmark(args: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
-        console.print(TOP_HELP, highlight=False, markup=False)
+        console.print(TOP_HELP, highlight=False, markup=False, soft_wrap=True)
         return 0
     if args[0] in ("-V", "--version"):
         import reenact
@@ -639,7 +640,7 @@ def main(argv: list[str] | None = None) -> int:
                 "doctor": run_doctor, "benchmark": _run_benchmark, "preprocess": _run_preprocess}
     if command not in handlers:
         error_console.print(f"reenact: unknown command {command!r}\n")
-        console.print(TOP_HELP, highlight=False, markup=False)
+        console.print(TOP_HELP, highlight=False, markup=False, soft_wrap=True)
         return 2
     return handlers[command](rest)
 
