@@ -45,6 +45,7 @@ from reenact.metrics import (
     QUICK_METRICS,
     SAME_IDENTITY,
     build_metrics,
+    get_metric_class,
 )
 
 PROTOCOLS = (SAME_IDENTITY, CROSS_IDENTITY)
@@ -141,8 +142,9 @@ class ReenactmentModule(L.LightningModule):
         """The selected metrics that score an editing task this model can do (empty: no editing protocol)."""
         if not self.supports_editing:
             return []
-        return [name for name, metric in build_metrics(self.metric_names, EDITING).items()
-                if set(metric.editing_tasks) & set(self.editing_tasks)]
+        classes = {name: get_metric_class(name) for name in self.metric_names}
+        return [name for name, cls in classes.items()
+                if EDITING in cls.protocols and set(cls.editing_tasks) & set(self.editing_tasks)]
 
     def _reset_evaluation(self, editing: bool = False) -> None:
         """Fresh metric states for the two protocols, plus the ``editing`` protocol when ``editing`` is asked for
