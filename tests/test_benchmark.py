@@ -223,3 +223,20 @@ def test_every_model_trains_through_the_benchmark_ddp_path(synthetic_root: Path,
         fits = [s for s in info["stages"] if s["command"] == "fit"]
         assert fits and all(s["global_step"] >= 1 for s in fits), model
     assert [s["key"] for s in report["models"]["lpmm"]["stages"]] == ["lpmm.backbone", "lpmm", "lpmm.test"]
+
+
+def test_stage_progress_from_steps_time_and_the_csv_log(tmp_path: Path) -> None:
+    from reenact.comparison.command import _stage_done
+    from reenact.comparison.plan import Stage
+    from reenact.comparison.runner import StageRunner
+
+    stage = Stage(key="lia", model="lia", command="fit", owner="lia", max_steps=200, max_seconds=100.0)
+    assert _stage_done(stage, 10.0, 50) == pytest.approx(25.0)  # steps are further than time
+    assert _stage_done(stage, 80.0, 50) == pytest.approx(80.0)  # time is further than steps
+    assert _stage_done(stage, 500.0, None) == 100.0
+    runner = StageRunner(tmp_path, "tiny", None, 0, [], [])
+    assert runner.current_step(stage) is None  # nothing logged yet
+    log = tmp_path / "stages" / "lia" / "runs" / "lia" / "csv" / "version_0" / "metrics.csv"
+    log.parent.mkdir(parents=True)
+    log.write_text("epoch,step,train/g_total\n0,9,1.5\n0,19,1.2\n")
+    assert runner.current_step(stage) == 19

@@ -17,6 +17,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from reenact.comparison.plan import Stage
+
 console = Console()
 
 DEFAULT_MODELS = "pechead,fsrt,lpmm,copy-source"
@@ -230,6 +232,28 @@ def _samples(settings: dict[str, Any], records: dict[str, dict[str, Any]], size:
     return sample_grid(rows, models, out)
 
 
+def _stage_total(stage: Stage) -> float | None:
+    """Progress-bar length of a stage: 100 (percent) for training, None (a spinner) for evaluation."""
+    return 100.0 if stage.command == "fit" else None
+
+
+def _stage_done(stage: Stage, seconds: float, step: int | None) -> float:
+    """Percent of a training stage done: by steps, or by time under a time budget, whichever is further."""
+    fractions = [0.0]
+    if step is not None and stage.max_steps:
+        fractions.append(step / stage.max_steps)
+    if stage.max_seconds:
+        fractions.append(seconds / stage.max_seconds)
+    return 100.0 * min(1.0, max(fractions))
+
+
+def _stage_text(stage: Stage, seconds: float, step: int | None) -> str:
+    text = f"  {stage.key}: {seconds:.0f} s"
+    if stage.command == "fit" and step is not None:
+        text += f", step {step}/{stage.max_steps}"
+    return text
+
+
 def record_checkpoint(record: dict[str, Any]) -> str | None:
     """The checkpoint a model was evaluated with (None: nothing to load, e.g. copy-source)."""
     for stage in record["stages"]:
@@ -290,10 +314,10 @@ def run_benchmark(args: list[str]) -> int:
         records[name] = {"trainable": get_entry(name).load_class().trainable, "stages": [], "train_seconds": 0.0,
                          "test_seconds": 0.0, "results": None, "error": None}
     failed: dict[str, str] = {}
-    columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/"
-               "{task.total} stages"), TimeElapsedColumn()]
+    columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[note]}"),
+               TimeElapsedColumn()]
     with Progress(*columns, console=console) as progress:
-        overall = progress.add_task("benchmark", total=len(stages))
+        overall = progress.add_task("benchmark", total=len(stages), note=f"0/{len(stages)} stages")
         for stage in stages:
             blocked = [key for key in stage.checkpoint_args.values() if key in failed]
             record = done_records[stage.key]
@@ -301,14 +325,24 @@ def run_benchmark(args: list[str]) -> int:
                 failed[stage.key] = f"needs stage {blocked[0]!r}, which failed"
             elif record is None:
                 progress.update(overall, description=f"{stage.command} {stage.key}")
+                current = progress.add_task(f"  {stage.key}", total=_stage_total(stage), note="")
+
+                def show(seconds: float, step: int | None, task: Any = current, stage: Stage = stage) -> None:
+                    done = _stage_done(stage, seconds, step)
+                    progress.update(task, completed=done, description=_stage_text(stage, seconds, step),
+                                    note=f"{done:.0f}%" if stage.command == "fit" else "")
+
                 try:
-                    record = runner.run(stage)
+                    record = runner.run(stage, show)
                 except StageFailed as error:
                     failed[stage.key] = str(error)
                     console.print(f"[red]{error}[/red]")
+                finally:
+                    progress.remove_task(current)
             else:
                 progress.console.print(f"{stage.key}: finished earlier ({record['seconds']:.0f} s), skipped")
             progress.advance(overall)
+            progress.update(overall, note=f"{int(progress.tasks[overall].completed)}/{len(stages)} stages")
             model = records[stage.owner]
             entry = {**stage.to_dict(), **(record or {}), "error": failed.get(stage.key)}
             entry.pop("stage", None)

@@ -20,6 +20,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -119,8 +120,25 @@ class StageRunner:
                 args += ["--ckpt_path", str(resume)]
         return args
 
-    def run(self, stage: Stage) -> dict[str, Any]:
-        """Run ``stage`` (blocking) and write its ``done.json``; raise :class:`StageFailed` on failure."""
+    def current_step(self, stage: Stage) -> int | None:
+        """The last training step logged by a running ``fit`` stage (its newest CSV log), or None."""
+        if stage.command != "fit":
+            return None
+        latest = _latest(self.directory(stage) / "runs" / stage.model, "csv/version_*/metrics.csv")
+        if latest is None:
+            return None
+        try:
+            with open(latest, "rb") as handle:
+                handle.seek(max(0, latest.stat().st_size - 4096))
+                last = handle.read().decode(errors="replace").strip().splitlines()[-1]
+            header = latest.open().readline().strip().split(",")
+            return int(float(last.split(",")[header.index("step")]))
+        except (OSError, ValueError, IndexError):
+            return None  # a log being written, or no row yet: progress is informative only
+
+    def run(self, stage: Stage, on_progress: Callable[[float, int | None], None] | None = None) -> dict[str, Any]:
+        """Run ``stage`` (blocking) and write its ``done.json``; raise :class:`StageFailed` on failure.
+        ``on_progress(seconds, step)`` is called every 2 s while it runs (``step``: last logged training step)."""
         directory = self.directory(stage)
         directory.mkdir(parents=True, exist_ok=True)
         command = self.command(stage)
@@ -132,13 +150,25 @@ class StageRunner:
         with open(log, "a") as stream:
             stream.write(f"\n$ {' '.join(command)}\n")
             stream.flush()
-            completed = subprocess.run(command, cwd=directory, stdout=stream, stderr=subprocess.STDOUT,
-                                       env=environment, check=False)
+            process = subprocess.Popen(command, cwd=directory, stdout=stream, stderr=subprocess.STDOUT,
+                                       env=environment)
+            try:
+                while True:
+                    try:
+                        returncode = process.wait(timeout=2.0)
+                        break
+                    except subprocess.TimeoutExpired:
+                        if on_progress is not None:
+                            on_progress(time.perf_counter() - started, self.current_step(stage))
+            except BaseException:
+                process.terminate()  # Ctrl-C: stop the stage too; its last checkpoint lets a re-run resume
+                process.wait()
+                raise
         # Every attempt counts towards the stage's wall time (an interrupted one ends without this line).
-        attempts.append({"seconds": round(time.perf_counter() - started, 1), "returncode": completed.returncode})
+        attempts.append({"seconds": round(time.perf_counter() - started, 1), "returncode": returncode})
         write_json(attempts_path, attempts)
-        if completed.returncode != 0:
-            raise StageFailed(stage, log, f"exited with code {completed.returncode}")
+        if returncode != 0:
+            raise StageFailed(stage, log, f"exited with code {returncode}")
         record: dict[str, Any] = {"stage": stage.to_dict(), "argv": command,
                                   "seconds": round(sum(a["seconds"] for a in attempts), 1),
                                   "attempts": len(attempts),
