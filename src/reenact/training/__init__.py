@@ -1,6 +1,6 @@
 """Trainer pieces shared by every model: atomic checkpoint IO and the default Trainer configuration."""
 
-from reenact.training.checkpoint_io import AtomicCheckpointIO
+from reenact.training.checkpoint_io import AtomicCheckpointIO, PeriodicCheckpoint
 from reenact.training.defaults import trainer_defaults
 
-__all__ = ["AtomicCheckpointIO", "trainer_defaults"]
+__all__ = ["AtomicCheckpointIO", "PeriodicCheckpoint", "trainer_defaults"]
