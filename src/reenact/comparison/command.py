@@ -64,7 +64,7 @@ def parser() -> argparse.ArgumentParser:
                         "lpmm's backbone")
     p.add_argument("--quick", action="store_true",
                    help=f"the README's main job: {QUICK['models']} at the tiny preset on the synthetic data, "
-                        f"{QUICK['budget']} of training each, the quick metrics; ~11 min on 2 CPU cores")
+                        f"{QUICK['budget']} of training each, the quick metrics; about 10 min on 2 CPU cores")
     p.add_argument("--devices", default=None, help="trainer.devices for every stage (e.g. 2)")
     p.add_argument("--strategy", default=None, help="trainer.strategy for every stage (e.g. ddp)")
     p.add_argument("--accelerator", default=None, help="trainer.accelerator for every stage (cpu, gpu, auto)")
