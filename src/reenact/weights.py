@@ -204,13 +204,20 @@ def resolve(name: str) -> Path:
     return path
 
 
+def missing_reason(*names: str) -> str | None:
+    """The missing-weights message (file, places searched, where to put it) of the first of ``names`` that
+    :func:`resolve` cannot find, or None when all are present. Loads nothing."""
+    for name in names:
+        try:
+            resolve(name)
+        except MissingWeightsError as err:
+            return str(err)
+    return None
+
+
 def available(name: str) -> bool:
     """Whether :func:`resolve` would succeed."""
-    try:
-        resolve(name)
-    except MissingWeightsError:
-        return False
-    return True
+    return missing_reason(name) is None
 
 
 def doctor_rows() -> list[dict[str, str | None]]:
@@ -414,6 +421,7 @@ __all__ = [
     "doctor_rows",
     "get_spec",
     "load_state_dict_file",
+    "missing_reason",
     "names",
     "register",
     "resolve",

@@ -26,11 +26,7 @@ def dlib_unavailable_reason(weight_name: str) -> str | None:
 
     if importlib.util.find_spec("dlib") is None:
         return "dlib is not installed (pip install dlib-bin)"
-    try:
-        weights.resolve(weight_name)
-    except weights.MissingWeightsError as err:
-        return str(err)
-    return None
+    return weights.missing_reason(weight_name)
 
 
 def dlib_models_dir() -> Path:

@@ -115,11 +115,7 @@ class FaceAlignmentLandmarks(LandmarkBackend):
     def unavailable_reason(self) -> str | None:
         if importlib.util.find_spec("face_alignment") is None:
             return "the face-alignment package is not installed"
-        try:
-            weights.resolve("face-alignment-2dfan4")
-        except weights.MissingWeightsError as err:
-            return str(err)
-        return None
+        return weights.missing_reason("face-alignment-2dfan4")
 
     def _load(self) -> Any:
         import face_alignment

@@ -172,11 +172,7 @@ class _FrechetMetric(ReenactMetric):
 
     def unavailable_reason(self) -> str | None:
         """The missing-weights message (file, places searched, where to put it), or None. Loads nothing."""
-        try:
-            self._weights_path()
-        except weights.MissingWeightsError as err:
-            return str(err)
-        return None
+        return weights.missing_reason(self.weights_name)
 
     def backend(self) -> str:
         try:

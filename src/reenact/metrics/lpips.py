@@ -153,11 +153,7 @@ class LPIPS(ReenactMetric):
         """Why LPIPS cannot run (package or weights file missing, with where to put it), or None. Loads nothing."""
         if lpips_version() is None:
             return "the lpips package is not installed (`pip install lpips`)"
-        try:
-            self._paths()
-        except weights.MissingWeightsError as err:
-            return str(err)
-        return None
+        return weights.missing_reason(self.weights_name, f"lpips-linear-{self.net}")
 
     def backend(self) -> str:
         display = BACKBONES[self.net][1]
