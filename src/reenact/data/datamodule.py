@@ -86,6 +86,12 @@ class ReenactDataModule(L.LightningDataModule):
         require_annotations: treat videos without an annotation file as errors.
         eval_num_sources: source frames per test item: 1 is FOMM's protocol (frame 0); 2 is FSRT's "2-Src"
             row (frames 0 and F/2 of the source video, see :func:`reenact.data.protocols.source_indices`).
+        eval_frame_stride: test every ``eval_frame_stride``-th frame (FSRT Sec. 4.1: every 10th).
+        eval_min_source_distance: test only frames at least this far from every source frame (FSRT: 10).
+        eval_source_placement: ``"spread"`` (frame 0, then ``i * F / n``) or ``"ends"`` (FSRT Sec. 4.1: frame 0,
+            plus the last frame for two sources). FOMM's protocol is the default (1, 0, ``"spread"``); FSRT's is
+            ``--data.eval_frame_stride 10 --data.eval_min_source_distance 10 --data.eval_source_placement ends``.
+            ``max_frames_per_video`` then caps the number of selected frames.
     """
 
     def __init__(
@@ -109,6 +115,9 @@ class ReenactDataModule(L.LightningDataModule):
         min_frames: int | None = None,
         require_annotations: bool = False,
         eval_num_sources: int = 1,
+        eval_frame_stride: int = 1,
+        eval_min_source_distance: int = 0,
+        eval_source_placement: str = "spread",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -139,6 +148,14 @@ class ReenactDataModule(L.LightningDataModule):
         if eval_num_sources < 1:
             raise ValueError(f"eval_num_sources must be >= 1, got {eval_num_sources}")
         self.eval_num_sources = eval_num_sources
+        from reenact.data.protocols import SOURCE_PLACEMENTS
+
+        if eval_frame_stride < 1 or eval_min_source_distance < 0 or eval_source_placement not in SOURCE_PLACEMENTS:
+            raise ValueError("eval_frame_stride must be >= 1, eval_min_source_distance >= 0 and "
+                             f"eval_source_placement one of {SOURCE_PLACEMENTS}; got {eval_frame_stride}, "
+                             f"{eval_min_source_distance}, {eval_source_placement!r}")
+        self.eval_protocol_args = {"frame_stride": eval_frame_stride, "min_source_distance": eval_min_source_distance,
+                                   "source_placement": eval_source_placement}
 
         #: Protocol of each test dataloader, in order.
         self.test_protocols: list[str] = list(PROTOCOLS)
@@ -216,6 +233,7 @@ class ReenactDataModule(L.LightningDataModule):
             self.val_dataset = SameIdentityDataset(
                 self.records[split], self.image_size, max_frames=min(caps) if caps else None,
                 max_videos=self.val_max_videos, annotation_keys=self.annotation_keys[split],
+                num_sources=self.eval_num_sources, **self.eval_protocol_args,
             )
         if stage in ("test", "predict", None):
             records = self.records["test"]
@@ -232,12 +250,13 @@ class ReenactDataModule(L.LightningDataModule):
             try:
                 cross = CrossIdentityDataset(records, self.cross_identity_pairs_list, self.image_size,
                                              self.max_frames_per_video, annotation_keys=keys,
-                                             num_sources=self.eval_num_sources)
+                                             num_sources=self.eval_num_sources, **self.eval_protocol_args)
             except DatasetError as error:
                 raise DatasetError(f"{self.cross_identity_pairs or 'drawn pairs'} against {root / 'test'}: "
                                    f"{error}") from error
             same = SameIdentityDataset(records, self.image_size, self.max_frames_per_video,
-                                       annotation_keys=keys, num_sources=self.eval_num_sources)
+                                       annotation_keys=keys, num_sources=self.eval_num_sources,
+                                       **self.eval_protocol_args)
             self.test_datasets = [same, cross]
 
     def _min_frames(self, split: str) -> int:
@@ -365,6 +384,7 @@ class ReenactDataModule(L.LightningDataModule):
             "root": str(root),
             "image_size": self.image_size,
             "eval_num_sources": self.eval_num_sources,
+            **{f"eval_{key}": value for key, value in self.eval_protocol_args.items()},
             "splits": splits,
             "val_split": self.val_split if root.is_dir() else None,
             "sampling": None if spec is None else {"mode": spec.mode, "num_source": spec.num_source,

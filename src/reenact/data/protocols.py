@@ -51,6 +51,8 @@ __all__ = [
     "load_pairs",
     "make_cross_identity_pairs",
     "save_pairs",
+    "SOURCE_PLACEMENTS",
+    "driving_indices",
     "select_evenly",
     "source_indices",
 ]
@@ -75,30 +77,60 @@ def select_evenly(records: Sequence[VideoRecord], count: int | None) -> list[Vid
     return [records[i] for i in positions]
 
 
-def _frame_indices(record: VideoRecord, max_frames: int | None) -> list[int]:
-    count = record.num_frames if max_frames is None else min(record.num_frames, max_frames)
-    return list(range(count))
+#: Where the sources of an evaluation item lie: ``"spread"`` (frame 0, then ``i * F / n``) or ``"ends"``
+#: (FSRT Sec. 4.1: frame 0, plus the last frame for two sources).
+SOURCE_PLACEMENTS = ("spread", "ends")
 
 
-def source_indices(record: VideoRecord, num_sources: int) -> list[int]:
-    """Source frames of an evaluation item: frame 0, then frames spread evenly over the video.
+def source_indices(record: VideoRecord, num_sources: int, placement: str = "spread") -> list[int]:
+    """Source frames of an evaluation item (see :data:`SOURCE_PLACEMENTS`).
 
-    One source is FOMM's protocol (frame 0); more sources (FSRT's "2-Src" row) add frames at
-    ``i * F / n`` so they show other poses of the same video, e.g. frames 0 and F/2 for two sources.
+    ``"spread"``: frame 0, then frames spread evenly over the video, e.g. 0 and F/2 for two sources (FOMM
+    uses one: frame 0). ``"ends"`` (FSRT Sec. 4.1, "the source image is selected as the first frame ... In the
+    case of two source images, we also select the last frame"): 0 and F-1; more sources lie evenly between.
     """
     if num_sources < 1:
         raise ValueError(f"num_sources must be >= 1, got {num_sources}")
+    if placement not in SOURCE_PLACEMENTS:
+        raise ValueError(f"source placement must be one of {SOURCE_PLACEMENTS}, got {placement!r}")
+    if placement == "ends" and num_sources > 1:
+        return [int(round(i * (record.num_frames - 1) / (num_sources - 1))) for i in range(num_sources)]
     return [int(i * record.num_frames // num_sources) for i in range(num_sources)]
+
+
+def driving_indices(record: VideoRecord, max_frames: int | None, sources: Sequence[int], stride: int = 1,
+                    min_source_distance: int = 0) -> list[int]:
+    """Driving frames of an evaluation item: every ``stride``-th frame ``0, stride, 2 * stride, ...`` at least
+    ``min_source_distance`` frames from every source frame, at most ``max_frames`` of them.
+
+    ``stride=1, min_source_distance=0`` is FOMM's protocol (every frame, frame 0 included); ``stride=10,
+    min_source_distance=10`` with ``"ends"`` sources is FSRT's (Sec. 4.1: "We then reconstruct every tenth frame
+    within the video, ensuring that each driving frame is at least ten frames apart from the closest source").
+    """
+    if stride < 1 or min_source_distance < 0:
+        raise ValueError(f"stride must be >= 1 and min_source_distance >= 0, got {stride}, {min_source_distance}")
+    frames = [i for i in range(0, record.num_frames, stride)
+              if all(abs(i - s) >= min_source_distance for s in sources)]
+    return frames if max_frames is None else frames[:max_frames]
 
 
 class _ProtocolDataset(Dataset):
     def __init__(self, records: Sequence[VideoRecord], image_size: int, max_frames: int | None,
-                 annotation_keys: Sequence[str] | None, num_sources: int = 1) -> None:
+                 annotation_keys: Sequence[str] | None, num_sources: int = 1, frame_stride: int = 1,
+                 min_source_distance: int = 0, source_placement: str = "spread") -> None:
         if max_frames is not None and max_frames < 1:
             raise ValueError(f"max_frames must be >= 1, got {max_frames}")
         if num_sources < 1:
             raise ValueError(f"num_sources must be >= 1, got {num_sources}")
+        if source_placement not in SOURCE_PLACEMENTS:
+            raise ValueError(f"source_placement must be one of {SOURCE_PLACEMENTS}, got {source_placement!r}")
+        if frame_stride < 1 or min_source_distance < 0:
+            raise ValueError("frame_stride must be >= 1 and min_source_distance >= 0, got "
+                             f"{frame_stride}, {min_source_distance}")
         self.num_sources = num_sources
+        self.frame_stride = frame_stride
+        self.min_source_distance = min_source_distance
+        self.source_placement = source_placement
         self.image_size = int(image_size)
         self.max_frames = max_frames
         self.annotation_keys = (
@@ -107,10 +139,17 @@ class _ProtocolDataset(Dataset):
 
     def _item(self, source: VideoRecord, driving: VideoRecord, protocol: str, video: str) -> dict[str, Any]:
         item: dict[str, Any] = {}
-        item.update(load_clip(source, source_indices(source, self.num_sources), self.image_size,
-                              self.annotation_keys, prefix="source"))
-        item.update(load_clip(driving, _frame_indices(driving, self.max_frames), self.image_size,
-                              self.annotation_keys, prefix="driving"))
+        sources = source_indices(source, self.num_sources, self.source_placement)
+        # Cross identity: the distance rule is applied within the driving video (to its own source positions),
+        # so a driving video contributes the same frames as in the same-identity protocol.
+        driving_sources = source_indices(driving, self.num_sources, self.source_placement)
+        frames = driving_indices(driving, self.max_frames, driving_sources, self.frame_stride,
+                                 self.min_source_distance)
+        if not frames:
+            raise DatasetError(f"{driving.name}: no driving frame left ({driving.num_frames} frames, every "
+                               f"{self.frame_stride}th at least {self.min_source_distance} from the sources)")
+        item.update(load_clip(source, sources, self.image_size, self.annotation_keys, prefix="source"))
+        item.update(load_clip(driving, frames, self.image_size, self.annotation_keys, prefix="driving"))
         item.update(video=video, source_video=source.name, driving_video=driving.name,
                     source_identity=source.identity, driving_identity=driving.identity, protocol=protocol)
         return item
@@ -131,8 +170,10 @@ class SameIdentityDataset(_ProtocolDataset):
 
     def __init__(self, records: Sequence[VideoRecord], image_size: int = 64, max_frames: int | None = None,
                  max_videos: int | None = None, annotation_keys: Sequence[str] | None = None,
-                 num_sources: int = 1) -> None:
-        super().__init__(records, image_size, max_frames, annotation_keys, num_sources)
+                 num_sources: int = 1, frame_stride: int = 1, min_source_distance: int = 0,
+                 source_placement: str = "spread") -> None:
+        super().__init__(records, image_size, max_frames, annotation_keys, num_sources, frame_stride,
+                         min_source_distance, source_placement)
         self.records = select_evenly(records, max_videos)
 
     def __len__(self) -> int:
@@ -158,8 +199,10 @@ class CrossIdentityDataset(_ProtocolDataset):
 
     def __init__(self, records: Sequence[VideoRecord], pairs: Sequence[tuple[str, str]], image_size: int = 64,
                  max_frames: int | None = None, annotation_keys: Sequence[str] | None = None,
-                 num_sources: int = 1) -> None:
-        super().__init__(records, image_size, max_frames, annotation_keys, num_sources)
+                 num_sources: int = 1, frame_stride: int = 1, min_source_distance: int = 0,
+                 source_placement: str = "spread") -> None:
+        super().__init__(records, image_size, max_frames, annotation_keys, num_sources, frame_stride,
+                         min_source_distance, source_placement)
         by_name = {record.name: record for record in records}
         problems = []
         self.pairs: list[tuple[VideoRecord, VideoRecord]] = []

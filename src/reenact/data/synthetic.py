@@ -83,19 +83,23 @@ from reenact.data.video import atomic_path, write_frame_folder, write_video
 from reenact.face.dlib_backend import DlibFaceAnalyzer
 from reenact.face.model3d import EXPRESSION_NAMES, FaceModel3D, to_pixels
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 
 #: Absolute limits of the pose trajectories, degrees (yaw, pitch, roll).
 POSE_LIMITS: tuple[float, float, float] = (30.0, 20.0, 15.0)
 #: Limit of the per-axis translation of the model origin, normalized image units.
-TRANSLATION_LIMIT = 0.08
+TRANSLATION_LIMIT = 0.12
+#: Amplitude of each clip's main pose oscillation as a fraction of :data:`POSE_LIMITS` (yaw, pitch, roll)...
+_POSE_SWING: tuple[tuple[float, float], ...] = ((0.6, 0.85), (0.35, 0.6), (0.2, 0.45))
+#: ... and its frequency range in Hz: at 25 fps a 64-frame clip (2.56 s) holds 0.8-1.2 yaw periods.
+_POSE_RATE: tuple[tuple[float, float], ...] = ((0.3, 0.45), (0.3, 0.8), (0.15, 0.6))
 #: Range of ``scale`` (half a face width in normalized units): faces 33-45% of the frame width.
 SCALE_RANGE = (0.33, 0.45)
 
 #: Arguments of the embedded default dataset; part of its cache key.
 DEFAULT_ARGS: dict[str, Any] = {
     "videos": 40,
-    "frames": 32,
+    "frames": 64,
     "size": 128,
     "seed": 0,
     "test_fraction": 0.2,
@@ -258,16 +262,24 @@ def sample_trajectory(seed: int, index: int, clip: int, frames: int, fps: float 
     rng = _rng(seed, index, clip, 2)
     t = np.arange(frames) / fps
     pose = np.empty((frames, 3))
-    for axis, limit in enumerate(POSE_LIMITS):
-        base = rng.uniform(-0.8, 0.8) * limit
-        amplitude = rng.uniform(0.1, 0.35) * limit
-        pose[:, axis] = np.clip(base + amplitude * _smooth_noise(rng, t, 0.15, 0.9), -limit, limit)
-    translation = rng.uniform(-0.6, 0.6, 2) * TRANSLATION_LIMIT + np.stack(
-        [_smooth_noise(rng, t, 0.1, 0.6) for _ in range(2)], axis=1
-    ) * 0.3 * TRANSLATION_LIMIT
+    # Each clip turns the head through a large yaw swing (the main oscillation spans 36-51 degrees, i.e. a
+    # turn through about +-25 degrees within a 64-frame clip), nods and tilts: a same-identity protocol whose
+    # driving frames lie 10+ frames from the source then differs from the source as much as a real
+    # talking-head clip does (copy-source L1 >= 0.05, see the data README).
+    for axis, (limit, (a_low, a_high), (f_low, f_high)) in enumerate(zip(POSE_LIMITS, _POSE_SWING, _POSE_RATE)):
+        base = rng.uniform(-0.25, 0.25) * limit
+        amplitude = rng.uniform(a_low, a_high) * limit
+        frequency = rng.uniform(f_low, f_high)
+        phase = rng.uniform(0, 2 * math.pi)
+        swing = amplitude * np.sin(2 * math.pi * frequency * t + phase)
+        jitter = 0.08 * limit * _smooth_noise(rng, t, 0.4, 1.2)
+        pose[:, axis] = np.clip(base + swing + jitter, -limit, limit)
+    translation = rng.uniform(-0.4, 0.4, 2) * TRANSLATION_LIMIT + np.stack(
+        [_smooth_noise(rng, t, 0.15, 0.6) for _ in range(2)], axis=1
+    ) * 0.55 * TRANSLATION_LIMIT
     translation = np.clip(translation, -TRANSLATION_LIMIT, TRANSLATION_LIMIT)
     low, high = SCALE_RANGE
-    scale = rng.uniform(low + 0.01, high - 0.01) * (1.0 + 0.025 * _smooth_noise(rng, t, 0.1, 0.5))
+    scale = rng.uniform(low + 0.01, high - 0.01) * (1.0 + 0.05 * _smooth_noise(rng, t, 0.1, 0.5))
     scale = np.clip(scale, low, high)
 
     expression = np.zeros((frames, face_model().expression_dim))
