@@ -63,6 +63,9 @@ def test_identities_differ_and_trajectories_stay_in_range() -> None:
         assert trajectory["pose"].dtype == np.float32
         # Smooth motion: no frame-to-frame jump larger than a few degrees at 25 fps.
         assert np.abs(np.diff(trajectory["pose"], axis=0)).max() < 4.0
+        # ... and real motion within one 64-frame clip: a head turn of at least 25 degrees, and a nod.
+        assert np.ptp(trajectory["pose"][:, 0]) > 25.0
+        assert np.ptp(trajectory["pose"][:, 1]) > 6.0
     names = face_model().expression_names
     expressions = np.stack([t["expression"] for t in trajectories])
     assert expressions[..., names.index("jaw_open")].max(axis=1).min() > 0.1  # every clip talks

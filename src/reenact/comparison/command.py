@@ -21,12 +21,19 @@ from reenact.comparison.plan import Stage
 
 console = Console()
 
-DEFAULT_MODELS = "pechead,fsrt,lpmm,copy-source"
-#: Driving frames per clip animated for the sample grid (the first and the last are shown).
-SAMPLE_FRAMES = 8
-#: ``--quick``: the README's main job. Everything fits in 15 minutes on 2 CPU cores; see README "Main job".
-QUICK = {"models": DEFAULT_MODELS, "preset": "tiny", "data": "synthetic", "budget": "3min",
-         "eval_frames": 16, "eval_pairs": 8}
+DEFAULT_MODELS = "keypoint-warp,pechead,fsrt,lpmm,copy-source"
+#: ``--quick``: the README's main job, on a step budget (each tiny preset's own ``trainer.max_steps``) so that it
+#: reproduces on any machine; see README "Main job" for its time on 2 CPU cores.
+QUICK = {"models": DEFAULT_MODELS, "preset": "tiny", "data": "synthetic", "budget": "preset", "eval_pairs": 8}
+#: Evaluation protocols of the same-identity test (``--protocol``): the datamodule options each sets.
+#: ``fsrt`` (FSRT Sec. 4.1, the default): source frame 0 (and the last frame for two sources), every 10th frame,
+#: each at least 10 frames from any source. ``fomm``: source frame 0, every frame from frame 0 on.
+PROTOCOL_ARGS: dict[str, list[str]] = {
+    "fsrt": ["--data.eval_frame_stride", "10", "--data.eval_min_source_distance", "10",
+             "--data.eval_source_placement", "ends"],
+    "fomm": ["--data.eval_frame_stride", "1", "--data.eval_min_source_distance", "0",
+             "--data.eval_source_placement", "spread"],
+}
 #: Trainer/data options the benchmark sets for every stage; passing them through would be silently overridden.
 BENCHMARK_OWNED = ("--trainer.max_steps", "--trainer.max_time", "--trainer.limit_val_batches",
                    "--trainer.num_sanity_val_steps", "--data.seed", "--data.root")
@@ -64,7 +71,7 @@ def parser() -> argparse.ArgumentParser:
                         "lpmm's backbone")
     p.add_argument("--quick", action="store_true",
                    help=f"the README's main job: {QUICK['models']} at the tiny preset on the synthetic data, "
-                        f"{QUICK['budget']} of training each, the quick metrics; about 10 min on 2 CPU cores")
+                        "each trained for its tiny preset's own step count, the quick metrics, FSRT's protocol")
     p.add_argument("--devices", default=None, help="trainer.devices for every stage (e.g. 2)")
     p.add_argument("--strategy", default=None, help="trainer.strategy for every stage (e.g. ddp)")
     p.add_argument("--accelerator", default=None, help="trainer.accelerator for every stage (cpu, gpu, auto)")
@@ -72,7 +79,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", default=None,
                    help="comma-separated metrics for every model (default: the quick set for tiny, the papers' "
                         "full set for paper)")
-    p.add_argument("--eval-frames", type=int, default=None, help="frames evaluated per test video (default: all)")
+    p.add_argument("--protocol", choices=sorted(PROTOCOL_ARGS), default="fsrt",
+                   help="test frames: fsrt (default; FSRT Sec. 4.1: source frame 0, every 10th frame at least 10 "
+                        "frames from the source) or fomm (every frame from frame 0)")
+    p.add_argument("--eval-frames", type=int, default=None,
+                   help="at most this many frames evaluated per test video (default: all the protocol selects)")
     p.add_argument("--eval-pairs", type=int, default=None, help="cross-identity pairs (default: 20)")
     p.add_argument("--samples", type=int, default=3, help="test clips in the sample grid (default 3)")
     p.add_argument("--overwrite", action="store_true",
@@ -153,8 +164,11 @@ def _settings(options: argparse.Namespace, checkpoints: dict[str, str], budget: 
     unknown = sorted(set(metrics) - set(list_metrics()))
     if unknown:
         raise SystemExit(f"reenact benchmark: unknown metrics {unknown}; registered: {', '.join(list_metrics())}")
-    evaluation_args = ["--model.metrics", json.dumps(metrics), "--model.relative", "false"]
-    described = f"metrics {', '.join(metrics)}; absolute motion"
+    evaluation_args = ["--model.metrics", json.dumps(metrics), "--model.relative", "false",
+                       *PROTOCOL_ARGS[options.protocol]]
+    described = f"metrics {', '.join(metrics)}; absolute motion; protocol {options.protocol}" + (
+        " (source frame 0, every 10th frame at least 10 frames from the source; FSRT Sec. 4.1)"
+        if options.protocol == "fsrt" else " (source frame 0, every frame)")
     if options.eval_frames is not None:
         evaluation_args += ["--data.max_frames_per_video", str(options.eval_frames)]
         described += f"; {options.eval_frames} frames per test video"
@@ -163,6 +177,7 @@ def _settings(options: argparse.Namespace, checkpoints: dict[str, str], budget: 
         described += f"; {options.eval_pairs} cross-identity pairs"
     return {"models": options.models, "preset": options.preset, "data": options.data, "data_root": data_root,
             "dataset": dataset, "budget": budget.to_dict(), "seed": options.seed, "trainer_args": trainer_args,
+            "protocol": options.protocol,
             "evaluation_args": evaluation_args, "evaluation": described, "metrics": metrics,
             "checkpoints": checkpoints, "quick": options.quick,
             "command": " ".join(["reenact", "benchmark", *options.raw_args])}
@@ -187,9 +202,24 @@ def _prepare_out(out: Path, settings: dict[str, Any], overwrite: bool) -> None:
     write_json(stored_path, settings)
 
 
+def _protocol_kwargs(evaluation_args: list[str]) -> dict[str, Any]:
+    """The ``ReenactDataModule`` keyword arguments that ``--data.X V`` pairs in ``evaluation_args`` set."""
+    kwargs: dict[str, Any] = {}
+    for option, value in zip(evaluation_args[::2], evaluation_args[1::2]):
+        if option.startswith("--data.eval_"):
+            key = option.removeprefix("--data.")
+            kwargs[key] = value if key == "eval_source_placement" else int(value)
+        elif option == "--data.num_cross_identity_pairs":
+            kwargs["num_cross_identity_pairs"] = int(value)
+        elif option == "--data.max_frames_per_video":
+            kwargs["max_frames_per_video"] = int(value)
+    return kwargs
+
+
 def _samples(settings: dict[str, Any], records: dict[str, dict[str, Any]], size: int, count: int,
              out: Path) -> str | None:
-    """Animate the first ``count`` cross-identity test pairs with every evaluated model: one grid."""
+    """Animate the first ``count`` same-identity test videos and cross-identity pairs with every evaluated model,
+    on the benchmark's own protocol frames: one grid (first and last evaluated driving frame of each clip)."""
     import torch
 
     from reenact.comparison.report import sample_grid
@@ -198,20 +228,15 @@ def _samples(settings: dict[str, Any], records: dict[str, dict[str, Any]], size:
 
     if count <= 0:
         return None
-    eval_pairs = None
-    args = settings["evaluation_args"]
-    if "--data.num_cross_identity_pairs" in args:
-        eval_pairs = int(args[args.index("--data.num_cross_identity_pairs") + 1])
-    shown = SAMPLE_FRAMES  # frames 0 and SAMPLE_FRAMES - 1 of each clip are shown; only these are generated
-    datamodule = ReenactDataModule(root=settings["data_root"], image_size=size, seed=settings["seed"],
-                                   num_cross_identity_pairs=eval_pairs or 20, max_frames_per_video=shown)
+    kwargs = {"num_cross_identity_pairs": 20, **_protocol_kwargs(settings["evaluation_args"])}
+    datamodule = ReenactDataModule(root=settings["data_root"], image_size=size, seed=settings["seed"], **kwargs)
     datamodule.setup("test")
-    loader = datamodule.test_dataloader()[-1]  # cross-identity: the harder protocol shows more
     clips = []
-    for index, batch in enumerate(loader):
-        if index >= count:
-            break
-        clips.append(batch)
+    for label, loader in zip(("same", "cross"), datamodule.test_dataloader()):
+        for index, batch in enumerate(loader):
+            if index >= count:
+                break
+            clips.append((label, batch))
     models = [name for name, record in records.items() if record.get("results") is not None]
     outputs: dict[str, list[torch.Tensor]] = {}
     for name in models:
@@ -220,14 +245,15 @@ def _samples(settings: dict[str, Any], records: dict[str, dict[str, Any]], size:
         model.eval()
         with torch.no_grad():
             outputs[name] = [model.generate_video(clip["source"][:1], clip["driving"][:1], relative=False)
-                             for clip in clips]
+                             for _, clip in clips]
         del model
     rows = []
-    for c, clip in enumerate(clips):
+    for c, (label, clip) in enumerate(clips):
         frames = clip["driving"].shape[1]
         for t in sorted({0, frames - 1}):
+            frame = int(clip["driving_index"][0, t])
             images = [clip["source"][0, 0], clip["driving"][0, t], *[outputs[m][c][0, t] for m in models]]
-            rows.append({"label": f"pair {c} frame {t}",
+            rows.append({"label": f"{label} {clip['video'][0][:24]} frame {frame}",
                          "images": [image.clamp(0, 1).permute(1, 2, 0).float().numpy() for image in images]})
     return sample_grid(rows, models, out)
 

@@ -184,6 +184,12 @@ class StageRunner:
             record["metrics_csv"] = [str(path.resolve()) for path in
                                      sorted(runs.glob("csv/version_*/metrics.csv"), key=lambda p: p.stat().st_mtime)]
             record["global_step"] = _checkpoint_step(checkpoint)
+            # A step budget must be spent whole: a run that stopped early (an exception Lightning swallowed, an
+            # exhausted loader, a max_time) trained a different schedule than the report would claim.
+            if (stage.max_seconds is None and stage.max_steps is not None and record["global_step"] is not None
+                    and record["global_step"] < stage.max_steps):
+                raise StageFailed(stage, log, f"stopped at step {record['global_step']} of its budget of "
+                                              f"{stage.max_steps} steps")
         else:
             results = _latest(runs, "version_*/results.json")
             if results is None:

@@ -83,14 +83,14 @@ from reenact.data.video import atomic_path, write_frame_folder, write_video
 from reenact.face.dlib_backend import DlibFaceAnalyzer
 from reenact.face.model3d import EXPRESSION_NAMES, FaceModel3D, to_pixels
 
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 
 #: Absolute limits of the pose trajectories, degrees (yaw, pitch, roll).
 POSE_LIMITS: tuple[float, float, float] = (30.0, 20.0, 15.0)
 #: Limit of the per-axis translation of the model origin, normalized image units.
 TRANSLATION_LIMIT = 0.12
 #: Amplitude of each clip's main pose oscillation as a fraction of :data:`POSE_LIMITS` (yaw, pitch, roll)...
-_POSE_SWING: tuple[tuple[float, float], ...] = ((0.6, 0.85), (0.35, 0.6), (0.2, 0.45))
+_POSE_SWING: tuple[tuple[float, float], ...] = ((0.6, 0.85), (0.35, 0.6), (0.35, 0.65))
 #: ... and its frequency range in Hz: at 25 fps a 64-frame clip (2.56 s) holds 0.8-1.2 yaw periods.
 _POSE_RATE: tuple[tuple[float, float], ...] = ((0.3, 0.45), (0.3, 0.8), (0.15, 0.6))
 #: Range of ``scale`` (half a face width in normalized units): faces 33-45% of the frame width.
