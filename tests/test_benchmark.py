@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from reenact.comparison.plan import Budget, plan
+from reenact.comparison.plan import Budget, Stage, plan
 from reenact.comparison.report import floor_checks, markdown, metric_table
 
 
@@ -62,17 +62,50 @@ def test_plan_scales_step_counted_schedules() -> None:
     assert plan(["fsrt"], "tiny", Budget(seconds=60), {})[0].args == []  # a time budget keeps the preset's
 
 
-def test_plan_time_budget_gives_every_model_the_same_time() -> None:
-    stages = plan(["lpmm", "lia", "pechead"], "tiny", Budget(seconds=100), {})
-    by_owner: dict[str, float] = {}
-    for stage in stages:
-        by_owner[stage.owner] = by_owner.get(stage.owner, 0.0) + (stage.max_seconds or 0.0)
-    # LPMM trains its own backbone inside its budget, even with lia benchmarked beside it.
-    assert by_owner == pytest.approx({"lpmm": 100, "lia": 100, "pechead": 100})
-    by_key = {s.key: s for s in stages}
-    assert by_key["lpmm.backbone"].max_seconds == pytest.approx(60)
-    # Each stage also stops at its preset length: R at half the generator's preset steps, not a quarter.
-    assert by_key["pechead.reconstructor"].max_steps == 300 and by_key["pechead"].max_steps == 600
+def test_time_budget_is_converted_to_steps_from_a_measured_warmup(tmp_path: Path) -> None:
+    """A time budget trains on steps: each stage's warm-up is timed once and the model's steps fill the time."""
+    from reenact.comparison.calibrate import WARMUP_STEPS, calibrate, describe
+    from reenact.comparison.runner import StageRunner, write_json
+    from reenact.training.timing import STEP_TIMES_ENV
+
+    seconds_per_step = {"warmup.pechead.reconstructor": 0.1, "warmup.pechead": 0.2, "warmup.keypoint-warp": 0.05}
+    ran: list[Stage] = []
+
+    class TimedRunner(StageRunner):  # stands in for the subprocesses: reports the timing a warm-up would measure
+        def run(self, stage: Stage, on_progress: Any = None, environment: dict[str, str] | None = None) -> dict:
+            ran.append(stage)
+            timing = Path((environment or {})[STEP_TIMES_ENV])
+            timing.parent.mkdir(parents=True, exist_ok=True)
+            steps = stage.max_steps - 1
+            timing.write_text(json.dumps({"batches": steps, "steps": steps,
+                                          "seconds": steps * seconds_per_step[stage.key]}))
+            record = {"stage": stage.to_dict(), "checkpoint": str(tmp_path / f"{stage.key}.ckpt")}
+            write_json(self.directory(stage) / "done.json", record)
+            return record
+
+    runner = TimedRunner(tmp_path, "tiny", None, 0, [], [])
+    budget = Budget(seconds=120)
+    models = ["pechead", "keypoint-warp", "copy-source"]
+    calibration = calibrate(models, "tiny", budget, {}, runner, tmp_path)
+    preset = {s.key: s.max_steps for s in plan(models, "tiny", Budget(), {}) if s.command == "fit"}
+    assert {s.key for s in ran} == set(seconds_per_step) and all(s.max_steps == WARMUP_STEPS for s in ran)
+    # The generator's warm-up is given the reconstructor warm-up's checkpoint, as the real stages are.
+    generator = next(s for s in ran if s.key == "warmup.pechead")
+    assert generator.checkpoint_args == {"--model.reconstructor_ckpt": "warmup.pechead.reconstructor"}
+    assert "copy-source" not in calibration["models"]  # nothing to train
+    predicted = 0.1 * preset["pechead.reconstructor"] + 0.2 * preset["pechead"]
+    assert calibration["models"]["pechead"]["steps"] == int(preset["pechead"] * 120 / predicted)
+    assert calibration["models"]["keypoint-warp"]["steps"] == int(120 / 0.05)
+    stages = {s.key: s for s in plan(models, "tiny", budget, {},
+                                     {name: entry["steps"] for name, entry in calibration["models"].items()})}
+    assert stages["keypoint-warp"].max_steps == 2400
+    # Prerequisites keep their share of the model's steps: the whole model fills the 120 s.
+    total = 0.1 * stages["pechead.reconstructor"].max_steps + 0.2 * stages["pechead"].max_steps
+    assert total == pytest.approx(120, rel=0.02)
+    assert "2400 steps" in describe(calibration) and "2 min per model" in describe(calibration)
+    # Done once: a resumed benchmark reads calibration.json instead of running the warm-ups again.
+    ran.clear()
+    assert calibrate(models, "tiny", budget, {}, runner, tmp_path) == calibration and not ran
     with pytest.raises(ValueError, match="twice"):
         plan(["lia", "lia"], "tiny", Budget(), {})
 
@@ -225,18 +258,37 @@ def test_every_model_trains_through_the_benchmark_ddp_path(synthetic_root: Path,
     assert [s["key"] for s in report["models"]["lpmm"]["stages"]] == ["lpmm.backbone", "lpmm", "lpmm.test"]
 
 
-def test_stage_progress_from_steps_time_and_the_csv_log(tmp_path: Path) -> None:
+def test_stage_progress_from_steps_and_the_csv_log(tmp_path: Path) -> None:
     from reenact.comparison.command import _stage_done
     from reenact.comparison.plan import Stage
     from reenact.comparison.runner import StageRunner
 
-    stage = Stage(key="lia", model="lia", command="fit", owner="lia", max_steps=200, max_seconds=100.0)
-    assert _stage_done(stage, 10.0, 50) == pytest.approx(25.0)  # steps are further than time
-    assert _stage_done(stage, 80.0, 50) == pytest.approx(80.0)  # time is further than steps
-    assert _stage_done(stage, 500.0, None) == 100.0
+    stage = Stage(key="lia", model="lia", command="fit", owner="lia", max_steps=200)
+    assert _stage_done(stage, 10.0, 50) == pytest.approx(25.0)
+    assert _stage_done(stage, 500.0, None) == 0.0  # nothing logged yet
+    assert _stage_done(stage, 500.0, 400) == 100.0
     runner = StageRunner(tmp_path, "tiny", None, 0, [], [])
     assert runner.current_step(stage) is None  # nothing logged yet
     log = tmp_path / "stages" / "lia" / "runs" / "lia" / "csv" / "version_0" / "metrics.csv"
     log.parent.mkdir(parents=True)
     log.write_text("epoch,step,train/g_total\n0,9,1.5\n0,19,1.2\n")
     assert runner.current_step(stage) == 19
+
+
+def test_step_timer_times_steady_state_steps(tmp_path: Path) -> None:
+    """The warm-up's timer skips the first batch (start-up) and writes steps and seconds for the rest."""
+    import time
+    from types import SimpleNamespace
+
+    from reenact.training.timing import StepTimer
+
+    timer = StepTimer(tmp_path / "times.json")
+    trainer = SimpleNamespace(global_step=0, is_global_zero=True)
+    for step in range(1, 6):
+        time.sleep(0.01)
+        trainer.global_step = 2 * step  # a GAN model: two optimiser steps per batch
+        timer.on_train_batch_end(trainer, None, None, None, step)
+    timer.on_train_end(trainer, None)
+    measured = json.loads((tmp_path / "times.json").read_text())
+    assert measured["batches"] == 4 and measured["steps"] == 8
+    assert 0.035 < measured["seconds"] < 1.0

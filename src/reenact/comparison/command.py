@@ -205,7 +205,7 @@ def _prepare_out(out: Path, settings: dict[str, Any], overwrite: bool) -> None:
 def _protocol_kwargs(evaluation_args: list[str]) -> dict[str, Any]:
     """The ``ReenactDataModule`` keyword arguments that ``--data.X V`` pairs in ``evaluation_args`` set."""
     kwargs: dict[str, Any] = {}
-    for option, value in zip(evaluation_args[::2], evaluation_args[1::2]):
+    for option, value in zip(evaluation_args[::2], evaluation_args[1::2], strict=True):
         if option.startswith("--data.eval_"):
             key = option.removeprefix("--data.")
             kwargs[key] = value if key == "eval_source_placement" else int(value)
@@ -232,7 +232,7 @@ def _samples(settings: dict[str, Any], records: dict[str, dict[str, Any]], size:
     datamodule = ReenactDataModule(root=settings["data_root"], image_size=size, seed=settings["seed"], **kwargs)
     datamodule.setup("test")
     clips = []
-    for label, loader in zip(("same", "cross"), datamodule.test_dataloader()):
+    for label, loader in zip(("same", "cross"), datamodule.test_dataloader(), strict=True):
         for index, batch in enumerate(loader):
             if index >= count:
                 break
@@ -264,13 +264,10 @@ def _stage_total(stage: Stage) -> float | None:
 
 
 def _stage_done(stage: Stage, seconds: float, step: int | None) -> float:
-    """Percent of a training stage done: by steps, or by time under a time budget, whichever is further."""
-    fractions = [0.0]
-    if step is not None and stage.max_steps:
-        fractions.append(step / stage.max_steps)
-    if stage.max_seconds:
-        fractions.append(seconds / stage.max_seconds)
-    return 100.0 * min(1.0, max(fractions))
+    """Percent of a training stage done, by steps."""
+    if step is None or not stage.max_steps:
+        return 0.0
+    return 100.0 * min(1.0, step / stage.max_steps)
 
 
 def _stage_text(stage: Stage, seconds: float, step: int | None) -> str:
@@ -329,6 +326,19 @@ def run_benchmark(args: list[str]) -> int:
     _prepare_out(out, settings, options.overwrite)
     runner = StageRunner(out, options.preset, data_root, options.seed, settings["trainer_args"],
                          settings["evaluation_args"])
+    if budget.seconds is not None:
+        # A time budget is converted to steps once, from a measured warm-up: training itself is step-counted.
+        from reenact.comparison.calibrate import calibrate
+
+        console.print(f"converting {budget.describe()} to steps: a {budget.seconds:g} s budget, warm-up of each stage")
+        try:
+            calibration = calibrate(options.models, options.preset, budget, checkpoints, runner, out)
+        except StageFailed as error:
+            raise SystemExit(f"reenact benchmark: the warm-up failed: {error}") from None
+        stages = plan(options.models, options.preset, budget, checkpoints,
+                      {name: entry["steps"] for name, entry in calibration["models"].items()})
+        settings["calibration"] = calibration
+        write_json(out / "benchmark.json", settings)
     try:
         done_records = {stage.key: runner.done(stage) for stage in stages}
     except StageChanged as error:

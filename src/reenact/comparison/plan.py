@@ -12,13 +12,13 @@ Models with a prerequisite stage get it first, inside their own budget:
   ``--model.backbone_ckpt``. The backbone is trained inside LPMM's budget even when ``lia`` is benchmarked too,
   so that every model gets the same budget; ``--ckpt lia=PATH`` gives a trained backbone instead.
 
-Budget (``--budget``): ``STEPS`` (``300`` or ``300steps``) replaces the preset's ``trainer.max_steps`` of the
-model's main stage, and scales its prerequisite stages by the same factor; ``MINUTES`` (``2.5min``, ``90s``)
-gives every model the same wall-clock training time (``trainer.max_time``), split between its stages in the
-proportions of :data:`STAGE_SHARE`, each stage ending at its time or at its preset length, whichever comes
-first; step-counted schedules (FSRT's phases, LPMM's stages, PECHead's OneCycle) then keep the preset's lengths
-and may be cut short. ``max_steps`` counts optimiser steps, as Lightning does: models with a generator and a
-discriminator make two per batch (their presets say so).
+Budget (``--budget``): always steps, so that a benchmark reproduces on any machine. ``STEPS`` (``300`` or
+``300steps``) replaces the preset's ``trainer.max_steps`` of the model's main stage and scales its prerequisite
+stages and its step-counted schedules (:data:`STEP_HPARAMS`) by the same factor; the default is each preset's own
+``max_steps``. A time (``2.5min``, ``90s``) is converted to steps once, before training, from a short measured
+warm-up of every stage (:mod:`reenact.comparison.calibrate`): each model gets the steps that fill that time on
+this machine, and the conversion is written in the report. ``max_steps`` counts optimiser steps, as Lightning
+does: models with a generator and a discriminator make two per batch (their presets say so).
 """
 
 from __future__ import annotations
@@ -29,11 +29,6 @@ from typing import Any
 
 from reenact.registry import get_entry, list_models, preset_config
 
-#: Share of a model's wall-clock budget given to each of its stages (``MINUTES`` budgets).
-STAGE_SHARE: dict[str, dict[str, float]] = {
-    "pechead": {"pechead.reconstructor": 0.25, "pechead": 0.75},
-    "lpmm": {"lpmm.backbone": 0.6, "lpmm": 0.4},
-}
 #: Steps of a prerequisite stage as a fraction of its model's main-stage steps (``STEPS`` budgets and presets).
 PREREQUISITE_STEPS: dict[str, float] = {"pechead.reconstructor": 0.5}
 #: Model hyper-parameters counted in training steps: a ``STEPS`` budget scales them with ``max_steps`` so that
@@ -76,9 +71,9 @@ class Budget:
         if self.steps is not None:
             return f"{self.steps} optimiser steps per model (main stage; prerequisite stages scaled alike)"
         if self.seconds is not None:
-            return (f"{self.seconds / 60:g} min of training per model (wall clock, split between its stages; each "
-                    "stage also stops at its preset length)")
-        return "each preset's own trainer.max_steps"
+            return (f"{self.seconds / 60:g} min of training per model, converted to steps from a measured warm-up "
+                    "(see the calibration)")
+        return "each preset's own trainer.max_steps (steps; prerequisite stages at their preset share)"
 
     def to_dict(self) -> dict[str, Any]:
         return {"steps": self.steps, "seconds": self.seconds, "description": self.describe()}
@@ -99,36 +94,28 @@ class Stage:
     args: list[str] = field(default_factory=list)
     checkpoint_args: dict[str, str] = field(default_factory=dict)
     max_steps: int | None = None
-    max_seconds: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"key": self.key, "model": self.model, "command": self.command, "owner": self.owner,
-                "args": self.args, "checkpoint_args": self.checkpoint_args, "max_steps": self.max_steps,
-                "max_seconds": self.max_seconds}
+                "args": self.args, "checkpoint_args": self.checkpoint_args, "max_steps": self.max_steps}
 
 
 def _preset_steps(name: str, preset: str) -> int:
     steps = (preset_config(name, preset).get("trainer") or {}).get("max_steps")
     if not steps or steps < 0:
-        raise ValueError(f"conf/{name}/{preset}.yaml sets no trainer.max_steps; give --budget STEPS or MINUTES")
+        raise ValueError(f"conf/{name}/{preset}.yaml sets no trainer.max_steps; give --budget STEPS")
     return int(steps)
 
 
-def _fit(key: str, model: str, owner: str, main_steps: int, budget: Budget, scale: float,
-         args: list[str] | None = None, checkpoint_args: dict[str, str] | None = None) -> Stage:
-    stage = Stage(key=key, model=model, command="fit", owner=owner, args=list(args or []),
-                  checkpoint_args=dict(checkpoint_args or {}))
-    if budget.seconds is not None:
-        stage.max_seconds = budget.seconds * STAGE_SHARE.get(owner, {}).get(key, 1.0)
-        stage.max_steps = main_steps  # the preset's length (prerequisites: already their share of it) caps it
-    else:
-        stage.max_steps = max(1, round(main_steps * scale))
-    return stage
+def _fit(key: str, model: str, owner: str, main_steps: int, scale: float, args: list[str] | None = None,
+         checkpoint_args: dict[str, str] | None = None) -> Stage:
+    return Stage(key=key, model=model, command="fit", owner=owner, args=list(args or []),
+                 checkpoint_args=dict(checkpoint_args or {}), max_steps=max(1, round(main_steps * scale)))
 
 
-def _scaled_hparams(name: str, preset: str, budget: Budget, scale: float) -> list[str]:
-    """``--model.X N`` for the step-counted hyper-parameters of :data:`STEP_HPARAMS` under a ``STEPS`` budget."""
-    if budget.steps is None:
+def _scaled_hparams(name: str, preset: str, scale: float) -> list[str]:
+    """``--model.X N`` for the step-counted hyper-parameters of :data:`STEP_HPARAMS`, scaled with the budget."""
+    if scale == 1.0:
         return []
     config = preset_config(name, preset).get("model") or {}
     args: list[str] = []
@@ -140,8 +127,14 @@ def _scaled_hparams(name: str, preset: str, budget: Budget, scale: float) -> lis
     return args
 
 
-def plan_model(name: str, preset: str, budget: Budget, checkpoints: dict[str, str]) -> list[Stage]:
-    """The stages that train (unless ``checkpoints`` has the model) and test ``name``."""
+def plan_model(name: str, preset: str, budget: Budget, checkpoints: dict[str, str],
+               steps: int | None = None) -> list[Stage]:
+    """The stages that train (unless ``checkpoints`` has the model) and test ``name``.
+
+    ``steps``: this model's main-stage steps (from a time budget's calibration); default: ``budget.steps`` or the
+    preset's ``max_steps``. A time budget without ``steps`` plans the preset's lengths (the calibration's warm-up
+    runs a few steps of each of these stages).
+    """
     entry = get_entry(name)
     model_class = entry.load_class()
     test_args: list[str] = []
@@ -150,38 +143,40 @@ def plan_model(name: str, preset: str, budget: Budget, checkpoints: dict[str, st
         test_args = ["--ckpt_path", checkpoints[name]]
     elif model_class.trainable:
         preset_steps = _preset_steps(name, preset)
-        main_steps = budget.steps if budget.steps is not None else preset_steps
+        main_steps = steps if steps is not None else budget.steps if budget.steps is not None else preset_steps
         scale = main_steps / preset_steps
         if name == "pechead":
             reconstructor_steps = max(1, round(preset_steps * PREREQUISITE_STEPS["pechead.reconstructor"]))
-            stages.append(_fit("pechead.reconstructor", "pechead", name, reconstructor_steps, budget, scale,
+            stages.append(_fit("pechead.reconstructor", "pechead", name, reconstructor_steps, scale,
                                ["--model.stage", "reconstructor"]))
-            stages.append(_fit("pechead", "pechead", name, preset_steps, budget, scale,
+            stages.append(_fit("pechead", "pechead", name, preset_steps, scale,
                                checkpoint_args={"--model.reconstructor_ckpt": "pechead.reconstructor"}))
         elif name == "lpmm":
             if "lia" not in checkpoints:
-                stages.append(_fit("lpmm.backbone", "lia", name, _preset_steps("lia", preset), budget, scale))
-            stages.append(_fit("lpmm", "lpmm", name, preset_steps, budget, scale, _scaled_hparams(name, preset,
-                                                                                                 budget, scale),
+                stages.append(_fit("lpmm.backbone", "lia", name, _preset_steps("lia", preset), scale,
+                                   _scaled_hparams("lia", preset, scale)))
+            stages.append(_fit("lpmm", "lpmm", name, preset_steps, scale, _scaled_hparams(name, preset, scale),
                                checkpoint_args={"--model.backbone_ckpt": "lpmm.backbone"}))
             if "lia" in checkpoints:
                 stages[-1].checkpoint_args = {}
                 stages[-1].args += ["--model.backbone_ckpt", checkpoints["lia"]]
         else:
-            stages.append(_fit(name, name, name, preset_steps, budget, scale,
-                               _scaled_hparams(name, preset, budget, scale)))
+            stages.append(_fit(name, name, name, preset_steps, scale, _scaled_hparams(name, preset, scale)))
         test_args = []
     stages.append(Stage(key=f"{name}.test", model=name, command="test", owner=name, args=test_args,
                         checkpoint_args={} if test_args or not model_class.trainable else {"--ckpt_path": name}))
     return stages
 
 
-def plan(models: list[str], preset: str, budget: Budget, checkpoints: dict[str, str]) -> list[Stage]:
-    """All stages in run order, model after model (each stage belongs to the model in ``Stage.owner``)."""
+def plan(models: list[str], preset: str, budget: Budget, checkpoints: dict[str, str],
+         steps: dict[str, int] | None = None) -> list[Stage]:
+    """All stages in run order, model after model (each stage belongs to the model in ``Stage.owner``);
+    ``steps`` gives models their own main-stage steps (a time budget's calibration)."""
     known = list_models()
     for name in [*models, *checkpoints]:
         if name not in known:
             raise ValueError(f"unknown model {name!r}; registered: {', '.join(known)}")
     if len(set(models)) != len(models):
         raise ValueError(f"a model is listed twice: {', '.join(models)}")
-    return [stage for name in models for stage in plan_model(name, preset, budget, checkpoints)]
+    return [stage for name in models for stage in plan_model(name, preset, budget, checkpoints,
+                                                             (steps or {}).get(name))]

@@ -21,6 +21,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
+from reenact.comparison.calibrate import describe as describe_calibration
 from reenact.data.video import atomic_path
 from reenact.evaluation import format_value as _format
 
@@ -162,6 +163,7 @@ def markdown(payload: dict[str, Any]) -> str:
         f"- data: `{settings['data']}`" + (f" — {settings['dataset']}" if settings.get("dataset") else ""),
         f"- evaluation: {settings['evaluation']}",
         f"- budget: {settings['budget']['description']}",
+        *([f"- calibration: {describe_calibration(settings['calibration'])}"] if settings.get("calibration") else []),
         f"- seed: {settings['seed']}; trainer: `{' '.join(settings['trainer_args']) or 'defaults'}`",
         f"- command: `{settings['command']}`",
         f"- machine: {env['cpu']}, {env['cpu_count']} CPUs, GPUs: {', '.join(env['gpus']) or 'none'}; "

@@ -50,14 +50,6 @@ def _latest(directory: Path, pattern: str) -> Path | None:
     return found[-1] if found else None
 
 
-def _max_time(seconds: float) -> str:
-    seconds = max(1, int(round(seconds)))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, seconds = divmod(rest, 60)
-    return f"{days:02d}:{hours:02d}:{minutes:02d}:{seconds:02d}"
-
-
 class StageRunner:
     """Builds each stage's command line from the shared settings and runs it in its own folder."""
 
@@ -105,8 +97,6 @@ class StageRunner:
         if stage.command == "fit":
             if stage.max_steps is not None:
                 args += ["--trainer.max_steps", str(stage.max_steps)]
-            if stage.max_seconds is not None:
-                args += ["--trainer.max_time", _max_time(stage.max_seconds)]
             # Validation during training is not part of the comparison; the test stage evaluates.
             args += ["--trainer.limit_val_batches", "0", "--trainer.num_sanity_val_steps", "0"]
         else:
@@ -136,15 +126,18 @@ class StageRunner:
         except (OSError, ValueError, IndexError):
             return None  # a log being written, or no row yet: progress is informative only
 
-    def run(self, stage: Stage, on_progress: Callable[[float, int | None], None] | None = None) -> dict[str, Any]:
+    def run(self, stage: Stage, on_progress: Callable[[float, int | None], None] | None = None,
+            environment: dict[str, str] | None = None) -> dict[str, Any]:
         """Run ``stage`` (blocking) and write its ``done.json``; raise :class:`StageFailed` on failure.
-        ``on_progress(seconds, step)`` is called every 2 s while it runs (``step``: last logged training step)."""
+        ``on_progress(seconds, step)`` is called every 2 s while it runs (``step``: last logged training step);
+        ``environment`` adds variables to the stage's environment."""
         directory = self.directory(stage)
         directory.mkdir(parents=True, exist_ok=True)
         command = self.command(stage)
         log = directory / "log.txt"
         # A checkpoint every 30 s of training: an interrupted stage resumes close to where it stopped.
-        environment = dict(os.environ, PYTHONUNBUFFERED="1", COLUMNS="120", REENACT_CHECKPOINT_MINUTES="0.5")
+        environment = dict(os.environ, PYTHONUNBUFFERED="1", COLUMNS="120", REENACT_CHECKPOINT_MINUTES="0.5",
+                           **(environment or {}))
         attempts_path = directory / "attempts.json"
         attempts = json.loads(attempts_path.read_text()) if attempts_path.is_file() else []
         started = time.perf_counter()
@@ -186,7 +179,7 @@ class StageRunner:
             record["global_step"] = _checkpoint_step(checkpoint)
             # A step budget must be spent whole: a run that stopped early (an exception Lightning swallowed, an
             # exhausted loader, a max_time) trained a different schedule than the report would claim.
-            if (stage.max_seconds is None and stage.max_steps is not None and record["global_step"] is not None
+            if (stage.max_steps is not None and record["global_step"] is not None
                     and record["global_step"] < stage.max_steps):
                 raise StageFailed(stage, log, f"stopped at step {record['global_step']} of its budget of "
                                               f"{stage.max_steps} steps")

@@ -7,9 +7,10 @@ the same arguments give byte-identical frames and annotations on any machine wit
   coefficients (``N(0, 1)`` clipped to ±2.5), a skin tone, a hair colour/style/volume/hairline, iris,
   brow, lip and clothing colours, a light direction and a background (two-colour gradient with an
   optional stripe, blob or check pattern). Any number of identities can be drawn.
-* **Trajectories** (:func:`sample_trajectory`) are smooth: pose = a per-clip base pose plus a sum of
-  low-frequency sinusoids with random phases, clipped to yaw ±30°, pitch ±20°, roll ±15°
-  (:data:`POSE_LIMITS`); small translation (±:data:`TRANSLATION_LIMIT`) and scale
+* **Trajectories** (:func:`sample_trajectory`) are smooth but really move: pose = a per-clip base pose
+  plus one large oscillation per axis (a head turn through about ±25° yaw within a 64-frame clip, nods,
+  tilts; :data:`_POSE_SWING`, :data:`_POSE_RATE`) and a small jitter, clipped to yaw ±30°, pitch ±20°,
+  roll ±15° (:data:`POSE_LIMITS`); translation (±:data:`TRANSLATION_LIMIT`) and scale
   (:data:`SCALE_RANGE`) drift; ``jaw_open`` follows a syllable train at 3.5-7 syllables per second
   with pauses, ``lip_pucker`` rounds some syllables, blinks are 150-300 ms events (~0.35/s, sometimes
   a wink), smiles and brow movements drift slowly or come as short events.
@@ -55,8 +56,8 @@ Every annotation ``.npz`` holds (F frames, E expressions, I identity components)
 * ``identity_coeffs`` float32 ``[I]`` and ``identity``: a 0-d string array with the identity name.
 
 The default dataset (:func:`ensure_default_dataset`) is 128 px, 40 videos (32 train + 8 test, i.e.
-16 + 4 identities with 2 clips each), 32 frames each, seed 0, H.264 (about 2 MB); it builds in about
-7 s on one CPU core (rendering ~5 ms per 128 px frame) and is cached under ``$REENACT_CACHE`` (default
+16 + 4 identities with 2 clips each), 64 frames each, seed 0, H.264 (about 4 MB); it builds in about
+20 s on one CPU core (rendering ~5 ms per 128 px frame) and is cached under ``$REENACT_CACHE`` (default
 ``~/.cache/reenact``).
 """
 
@@ -266,7 +267,7 @@ def sample_trajectory(seed: int, index: int, clip: int, frames: int, fps: float 
     # turn through about +-25 degrees within a 64-frame clip), nods and tilts: a same-identity protocol whose
     # driving frames lie 10+ frames from the source then differs from the source as much as a real
     # talking-head clip does (copy-source L1 >= 0.05, see the data README).
-    for axis, (limit, (a_low, a_high), (f_low, f_high)) in enumerate(zip(POSE_LIMITS, _POSE_SWING, _POSE_RATE)):
+    for axis, (limit, (a_low, a_high), (f_low, f_high)) in enumerate(zip(POSE_LIMITS, _POSE_SWING, _POSE_RATE, strict=True)):
         base = rng.uniform(-0.25, 0.25) * limit
         amplitude = rng.uniform(a_low, a_high) * limit
         frequency = rng.uniform(f_low, f_high)

@@ -22,17 +22,21 @@ def trainer_defaults(model_name: str) -> dict[str, Any]:
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
     from reenact.training.checkpoint_io import AtomicCheckpointIO, PeriodicCheckpoint
+    from reenact.training.timing import STEP_TIMES_ENV, StepTimer
 
     root = f"runs/{model_name}"
     # A checkpoint (and last.ckpt) every few minutes of training, so that a crash or Ctrl-C loses little and
     # `--ckpt_path last.ckpt` resumes; `reenact benchmark` shortens the interval for its short stages.
     minutes = float(os.environ.get(CHECKPOINT_MINUTES_ENV, "10"))
+    callbacks: list[Any] = [RichProgressBar(), PeriodicCheckpoint(minutes=minutes)]
+    if os.environ.get(STEP_TIMES_ENV):
+        callbacks.append(StepTimer(os.environ[STEP_TIMES_ENV]))  # reenact benchmark's warm-up of a time budget
     return {
         "default_root_dir": root,
         "use_distributed_sampler": False,
         # The CSV logger keeps its own version folder under csv/: two loggers numbering one folder race.
         "logger": [TensorBoardLogger(save_dir=root, name=""), CSVLogger(save_dir=root, name="csv")],
-        "callbacks": [RichProgressBar(), PeriodicCheckpoint(minutes=minutes)],
+        "callbacks": callbacks,
         "plugins": [AtomicCheckpointIO()],
         "log_every_n_steps": 10,
     }
