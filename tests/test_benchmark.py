@@ -26,6 +26,15 @@ def test_budget_parse(text: str | None, steps: int | None, seconds: float | None
     assert (budget.steps, budget.seconds) == (steps, seconds)
 
 
+def test_budget_multiple_of_the_presets_scales_every_model() -> None:
+    budget = Budget.parse("4x")
+    assert budget.factor == 4 and "4 x each preset" in budget.describe()
+    preset = {s.key: s.max_steps for s in plan(["pechead", "keypoint-warp"], "tiny", Budget(), {})}
+    scaled = {s.key: s.max_steps for s in plan(["pechead", "keypoint-warp"], "tiny", budget, {})}
+    assert scaled["keypoint-warp"] == 4 * preset["keypoint-warp"] and scaled["pechead"] == 4 * preset["pechead"]
+    assert scaled["pechead.reconstructor"] == pytest.approx(4 * preset["pechead.reconstructor"], abs=1)
+
+
 @pytest.mark.parametrize("text", ["fast", "-3", "0", "2.5", "10 parsecs"])
 def test_budget_rejects_nonsense(text: str) -> None:
     with pytest.raises(ValueError, match="--budget"):
@@ -47,9 +56,13 @@ def test_plan_prerequisites_and_step_scaling() -> None:
     assert by_key["pechead"].checkpoint_args == {"--model.reconstructor_ckpt": "pechead.reconstructor"}
     assert by_key["lpmm"].checkpoint_args == {"--model.backbone_ckpt": "lpmm.backbone"}
     assert by_key["lpmm.backbone"].model == "lia" and by_key["lpmm.backbone"].owner == "lpmm"
-    # LPMM's internal stage lengths shrink with the budget (tiny: 200 + 200 batches of 400 steps).
+    # LPMM's internal stage lengths shrink with the budget (tiny: 150 + 100 batches of 250 steps -> x0.24).
     args = by_key["lpmm"].args
-    assert args[args.index("--model.regressor_steps") + 1] == "30"
+    assert args[args.index("--model.regressor_steps") + 1] == "36"
+    assert args[args.index("--model.adaptor_steps") + 1] == "24"
+    # So does the GAN warm-up of its LIA backbone (lia tiny: 600 steps, GAN from 400; LPMM's factor x0.24).
+    backbone = dict(zip(by_key["lpmm.backbone"].args[::2], by_key["lpmm.backbone"].args[1::2], strict=True))
+    assert backbone["--model.gan_start_steps"] == "96" and by_key["lpmm.backbone"].max_steps == 144
     assert by_key["pechead.test"].checkpoint_args == {"--ckpt_path": "pechead"}
     assert by_key["copy-source.test"].checkpoint_args == {}
 
@@ -196,7 +209,9 @@ def _benchmark(args: list[str], cwd: Path, timeout: int = 900) -> subprocess.Com
 
 def test_benchmark_end_to_end_and_resume(synthetic_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "bench"
+    # The fixture's clips are 10 frames long: FOMM's protocol (every frame); FSRT's needs 11+.
     args = ["--models", "keypoint-warp,copy-source", "--data", str(synthetic_root), "--budget", "4",
+            "--protocol", "fomm",
             "--eval-frames", "4", "--eval-pairs", "2", "--metrics", "l1,psnr,ms_ssim", "--samples", "1",
             "--data.batch_size", "2", "--data.repeats", "1", "--out", str(out)]
     run = _benchmark(args, tmp_path)
@@ -245,6 +260,7 @@ def test_every_model_trains_through_the_benchmark_ddp_path(synthetic_root: Path,
     out = tmp_path / "ddp"
     run = _benchmark(["--models", "pechead,fsrt,lpmm,keypoint-warp", "--data", str(synthetic_root),
                       "--budget", "2", "--devices", "2", "--strategy", "ddp", "--accelerator", "cpu",
+                      "--protocol", "fomm",
                       "--eval-frames", "2", "--eval-pairs", "2", "--metrics", "l1", "--samples", "0",
                       "--data.batch_size", "2", "--data.repeats", "1", "--out", str(out)], tmp_path, timeout=1500)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]

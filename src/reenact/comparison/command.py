@@ -50,8 +50,10 @@ examples:
 
 Any --trainer.X VALUE or --data.X VALUE is passed to every stage (e.g. --data.num_workers 4).
 Re-running the same command resumes: finished stages are skipped, an interrupted training resumes from its
-last checkpoint. --budget: STEPS (optimiser steps of each model's main stage; e.g. 300) or a time per model
-(e.g. 2.5min, 90s).
+last checkpoint. --budget: STEPS (optimiser steps of each model's main stage; e.g. 300; default: each preset's
+own max_steps), a multiple of every preset's steps (e.g. 4x), or a time per model (e.g. 2.5min, 90s) converted
+once to steps from a 20-step warm-up of every stage on this machine (written in the report), so that training
+itself is always step-counted.
 """
 
 
@@ -64,7 +66,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=None, help="'synthetic' (the embedded dataset, default) or a FOMM-layout root")
     p.add_argument("--preset", default=None, help="preset of every model: tiny (default) or paper")
     p.add_argument("--budget", default=None,
-                   help="training budget per model: STEPS (e.g. 300) or time (e.g. 2.5min); default: the presets'")
+                   help="training budget per model: STEPS (e.g. 300), a multiple of each preset's steps (e.g. 4x) or "
+                        "a time (e.g. 2.5min) converted to steps from a measured warm-up; default: the presets' own")
     p.add_argument("--out", required=True, help="output folder (report, pictures, per-stage logs and checkpoints)")
     p.add_argument("--ckpt", action="append", default=[], metavar="MODEL=PATH",
                    help="evaluate this checkpoint instead of training MODEL (repeatable); lia=PATH also serves as "
@@ -175,7 +178,13 @@ def _settings(options: argparse.Namespace, checkpoints: dict[str, str], budget: 
     if options.eval_pairs is not None:
         evaluation_args += ["--data.num_cross_identity_pairs", str(options.eval_pairs)]
         described += f"; {options.eval_pairs} cross-identity pairs"
+    from reenact.comparison.report import training_losses
+    from reenact.registry import preset_config
+
+    losses = {name: training_losses(dict(preset_config(name, options.preset).get("model") or {}))
+              for name in options.models}
     return {"models": options.models, "preset": options.preset, "data": options.data, "data_root": data_root,
+            "training_losses": {name: text for name, text in losses.items() if text},
             "dataset": dataset, "budget": budget.to_dict(), "seed": options.seed, "trainer_args": trainer_args,
             "protocol": options.protocol,
             "evaluation_args": evaluation_args, "evaluation": described, "metrics": metrics,

@@ -14,11 +14,12 @@ Models with a prerequisite stage get it first, inside their own budget:
 
 Budget (``--budget``): always steps, so that a benchmark reproduces on any machine. ``STEPS`` (``300`` or
 ``300steps``) replaces the preset's ``trainer.max_steps`` of the model's main stage and scales its prerequisite
-stages and its step-counted schedules (:data:`STEP_HPARAMS`) by the same factor; the default is each preset's own
-``max_steps``. A time (``2.5min``, ``90s``) is converted to steps once, before training, from a short measured
-warm-up of every stage (:mod:`reenact.comparison.calibrate`): each model gets the steps that fill that time on
-this machine, and the conversion is written in the report. ``max_steps`` counts optimiser steps, as Lightning
-does: models with a generator and a discriminator make two per batch (their presets say so).
+stages and its step-counted schedules (:data:`STEP_HPARAMS`) by the same factor; ``4x`` gives every model four
+times its preset's steps; the default is each preset's own ``max_steps``. A time (``2.5min``, ``90s``) is
+converted to steps once, before training, from a short measured warm-up of every stage
+(:mod:`reenact.comparison.calibrate`): each model gets the steps that fill that time on this machine, and the
+conversion is written in the report. ``max_steps`` counts optimiser steps, as Lightning does: models with a
+generator and a discriminator make two per batch (their presets say so).
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ from reenact.registry import get_entry, list_models, preset_config
 PREREQUISITE_STEPS: dict[str, float] = {"pechead.reconstructor": 0.5}
 #: Model hyper-parameters counted in training steps: a ``STEPS`` budget scales them with ``max_steps`` so that
 #: every phase of the schedule still happens (FSRT's keypoint pretraining and three phases, LPMM's regressor and
-#: adaptor stages). PECHead's OneCycle and LIA's constant rate follow ``max_steps`` by themselves.
+#: adaptor stages, LIA's GAN warm-up, also when LIA trains as LPMM's backbone). PECHead's OneCycle follows
+#: ``max_steps`` by itself.
 STEP_HPARAMS: dict[str, tuple[str, ...]] = {
+    "lia": ("gan_start_steps", "gan_ramp_steps"),
     "fsrt": ("kp_pretrain_steps", "lr_warmup_steps", "lr_decay_steps", "phase2_start", "phase3_start",
              "disc_warmup_steps"),
     "lpmm": ("regressor_steps", "adaptor_steps"),
@@ -43,23 +46,26 @@ STEP_HPARAMS: dict[str, tuple[str, ...]] = {
 
 @dataclass(frozen=True)
 class Budget:
-    """``steps`` (optimiser steps of each model's main stage) or ``seconds`` (training time per model);
-    neither: the presets' own ``max_steps``."""
+    """``steps`` (optimiser steps of each model's main stage), ``factor`` (times each preset's own steps) or
+    ``seconds`` (training time per model, converted to steps by a warm-up); none: the presets' own ``max_steps``."""
 
     steps: int | None = None
     seconds: float | None = None
+    factor: float | None = None
 
     @classmethod
     def parse(cls, text: str | None) -> Budget:
         if text is None or text in ("", "preset"):
             return cls()
-        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(steps?|s|sec|min|m|h)?\s*", text.lower())
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(steps?|s|sec|min|m|h|x)?\s*", text.lower())
         if not match:
-            raise ValueError(f"--budget {text!r}: expected STEPS (e.g. 300 or 300steps) or a time (e.g. 2.5min, "
-                             "90s, 1h)")
+            raise ValueError(f"--budget {text!r}: expected STEPS (e.g. 300 or 300steps), a multiple of the presets' "
+                             "steps (e.g. 4x) or a time (e.g. 2.5min, 90s, 1h)")
         value, unit = float(match.group(1)), match.group(2) or "steps"
         if value <= 0:
             raise ValueError(f"--budget {text!r} must be positive")
+        if unit == "x":
+            return cls(factor=value)
         if unit.startswith("step"):
             if value != int(value):
                 raise ValueError(f"--budget {text!r}: a step budget is a whole number")
@@ -70,13 +76,17 @@ class Budget:
     def describe(self) -> str:
         if self.steps is not None:
             return f"{self.steps} optimiser steps per model (main stage; prerequisite stages scaled alike)"
+        if self.factor is not None:
+            return (f"{self.factor:g} x each preset's own trainer.max_steps (steps; prerequisite stages and "
+                    "step-counted schedules scaled alike)")
         if self.seconds is not None:
             return (f"{self.seconds / 60:g} min of training per model, converted to steps from a measured warm-up "
                     "(see the calibration)")
         return "each preset's own trainer.max_steps (steps; prerequisite stages at their preset share)"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"steps": self.steps, "seconds": self.seconds, "description": self.describe()}
+        return {"steps": self.steps, "seconds": self.seconds, "factor": self.factor,
+                "description": self.describe()}
 
 
 @dataclass
@@ -143,7 +153,14 @@ def plan_model(name: str, preset: str, budget: Budget, checkpoints: dict[str, st
         test_args = ["--ckpt_path", checkpoints[name]]
     elif model_class.trainable:
         preset_steps = _preset_steps(name, preset)
-        main_steps = steps if steps is not None else budget.steps if budget.steps is not None else preset_steps
+        if steps is not None:
+            main_steps = steps
+        elif budget.steps is not None:
+            main_steps = budget.steps
+        elif budget.factor is not None:
+            main_steps = max(1, round(preset_steps * budget.factor))
+        else:
+            main_steps = preset_steps
         scale = main_steps / preset_steps
         if name == "pechead":
             reconstructor_steps = max(1, round(preset_steps * PREREQUISITE_STEPS["pechead.reconstructor"]))

@@ -150,6 +150,21 @@ def build_payload(settings: dict[str, Any], models: dict[str, dict[str, Any]], s
             "models": models, "protocols": protocols, "failures": failed, "floor": floor, "pictures": {}}
 
 
+def training_losses(model_config: dict[str, Any]) -> str | None:
+    """How a preset's perceptual term is trained, for the report header: VGG19 on, off, or an offline stand-in
+    named (the brief's rule: a stand-in is named in every report, never VGG19 with random weights)."""
+    weights = [value for key, value in model_config.items() if key.startswith("perceptual_weight")]
+    flat = [float(v) for value in weights for v in (value if isinstance(value, list) else [value])]
+    vgg = "VGG19 perceptual on" if any(flat) else "no VGG19 perceptual term"
+    if not weights:
+        return None
+    stand_in = float(model_config.get("structural_weight") or 0.0)
+    if stand_in > 0:
+        return (f"{vgg}; offline structural stand-in `{model_config.get('structural_loss', 'ms_ssim')}` "
+                f"(weight {stand_in:g}) in its place")
+    return vgg
+
+
 def _escape(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
@@ -164,6 +179,8 @@ def markdown(payload: dict[str, Any]) -> str:
         f"- evaluation: {settings['evaluation']}",
         f"- budget: {settings['budget']['description']}",
         *([f"- calibration: {describe_calibration(settings['calibration'])}"] if settings.get("calibration") else []),
+        *([f"- training losses: {'; '.join(f'`{m}` {text}' for m, text in settings['training_losses'].items())}"]
+          if settings.get("training_losses") else []),
         f"- seed: {settings['seed']}; trainer: `{' '.join(settings['trainer_args']) or 'defaults'}`",
         f"- command: `{settings['command']}`",
         f"- machine: {env['cpu']}, {env['cpu_count']} CPUs, GPUs: {', '.join(env['gpus']) or 'none'}; "

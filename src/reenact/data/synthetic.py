@@ -267,7 +267,8 @@ def sample_trajectory(seed: int, index: int, clip: int, frames: int, fps: float 
     # turn through about +-25 degrees within a 64-frame clip), nods and tilts: a same-identity protocol whose
     # driving frames lie 10+ frames from the source then differs from the source as much as a real
     # talking-head clip does (copy-source L1 >= 0.05, see the data README).
-    for axis, (limit, (a_low, a_high), (f_low, f_high)) in enumerate(zip(POSE_LIMITS, _POSE_SWING, _POSE_RATE, strict=True)):
+    axes = zip(POSE_LIMITS, _POSE_SWING, _POSE_RATE, strict=True)
+    for axis, (limit, (a_low, a_high), (f_low, f_high)) in enumerate(axes):
         base = rng.uniform(-0.25, 0.25) * limit
         amplitude = rng.uniform(a_low, a_high) * limit
         frequency = rng.uniform(f_low, f_high)

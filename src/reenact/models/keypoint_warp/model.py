@@ -45,6 +45,11 @@ class KeypointWarpGenerator(nn.Module):
         temperature: keypoint heatmap softmax temperature.
         kp_variance: variance of the keypoint Gaussians fed to the dense-motion network.
         estimate_occlusion: predict and apply an occlusion map.
+        warped_source_skip: add the warped source image to the decoder's output in logit space,
+            ``generated = sigmoid(final(h) + logit(warp(source)))``, with ``final`` zero-initialised: the untrained
+            generator outputs the warped source instead of gray, so a short CPU training starts from a sharp
+            copy of the source and learns motion and corrections (see the README's training recipe). Off is
+            FOMM's decoder exactly.
 
     ``forward(source [B, C, H, W], driving [B, C, H, W])`` in ``[0, 1]`` -> dict with
         ``generated [B, C, H, W]`` in ``[0, 1]``,
@@ -72,6 +77,7 @@ class KeypointWarpGenerator(nn.Module):
         temperature: float = 0.1,
         kp_variance: float = 0.01,
         estimate_occlusion: bool = True,
+        warped_source_skip: bool = False,
     ):
         super().__init__()
         self.num_keypoints = num_keypoints
@@ -116,6 +122,10 @@ class KeypointWarpGenerator(nn.Module):
             ]
         )
         self.final = nn.Conv2d(block_expansion, image_channels, kernel_size=7, padding=3)
+        self.warped_source_skip = warped_source_skip
+        if warped_source_skip:
+            nn.init.zeros_(self.final.weight)
+            nn.init.zeros_(self.final.bias)
 
     # ----------------------------------------------------------------------------------------- pieces
 
@@ -144,12 +154,16 @@ class KeypointWarpGenerator(nn.Module):
         out = self.bottleneck(out)
         for block in self.up_blocks:
             out = block(out)
-        generated = torch.sigmoid(self.final(out))
+        deformed = warp(source, deformation)
+        logits = self.final(out)
+        if self.warped_source_skip:
+            # 1e-3 keeps the logit finite where the warp samples outside the image (zeros) or pure white.
+            logits = logits + torch.logit(deformed.clamp(1e-3, 1 - 1e-3))
         return {
-            "generated": generated,
+            "generated": torch.sigmoid(logits),
             "deformation": deformation,
             "occlusion": occlusion,
-            "deformed": warp(source, deformation),
+            "deformed": deformed,
         }
 
     # ----------------------------------------------------------------------------------------- API

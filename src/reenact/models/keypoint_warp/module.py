@@ -31,6 +31,8 @@ class KeypointWarp(ReenactmentModule):
         perceptual_weight: weight of the VGG19 perceptual loss; 0 disables it (no weights needed).
         equivariance_weight: weight of the keypoint equivariance loss (FOMM: 10).
         tps_sigma_affine, tps_sigma_tps, tps_points: random TPS of the equivariance loss (FOMM: 0.05, 0.005, 5).
+        warped_source_skip: the decoder corrects the warped source image instead of painting from gray (see
+            :class:`KeypointWarpGenerator`); the presets switch it on.
     """
 
     registry_name = "keypoint-warp"
@@ -42,7 +44,8 @@ class KeypointWarp(ReenactmentModule):
                  scale_factor: float = 0.5, temperature: float = 0.1, lr: float = 2e-4,
                  reconstruction_weight: float = 10.0, perceptual_weight: float = 0.0,
                  equivariance_weight: float = 10.0, tps_sigma_affine: float = 0.05, tps_sigma_tps: float = 0.005,
-                 tps_points: int = 5, metrics: list[str] | None = None, relative: bool = False,
+                 tps_points: int = 5, warped_source_skip: bool = False, metrics: list[str] | None = None,
+                 relative: bool = False,
                  eval_chunk: int = 16, num_sample_frames: int = 4) -> None:
         super().__init__(image_size=image_size, metrics=metrics, relative=relative, eval_chunk=eval_chunk,
                          num_sample_frames=num_sample_frames)
@@ -52,7 +55,7 @@ class KeypointWarp(ReenactmentModule):
             num_down_blocks=num_down_blocks, num_bottleneck_blocks=num_bottleneck_blocks,
             kp_block_expansion=kp_block_expansion, kp_num_blocks=kp_num_blocks,
             dense_motion_block_expansion=dense_motion_block_expansion, scale_factor=scale_factor,
-            temperature=temperature,
+            temperature=temperature, warped_source_skip=warped_source_skip,
         )
         self.perceptual = None
         if perceptual_weight > 0:
