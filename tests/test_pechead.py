@@ -55,6 +55,28 @@ def _module(**overrides: object) -> PECHead:
     return PECHead(**{**SMALL, **overrides})
 
 
+# ------------------------------------------------------------------------- DCN (Eq. 3) implementation
+def test_sampled_modulated_deform_conv_equals_torchvision() -> None:
+    """``modulated_deform_conv2d`` (grid_sample + 1x1 conv) is torchvision's ``deform_conv2d``: values and
+    gradients, offsets large enough to sample outside the feature map."""
+    from torchvision.ops import deform_conv2d
+
+    from reenact.models.pechead.mmfa import modulated_deform_conv2d
+
+    torch.manual_seed(0)
+    b, c, h, w, groups = 3, 16, 9, 7, 4
+    kw = dict(dtype=torch.float64, requires_grad=True)
+    x, offset = torch.randn(b, c, h, w, **kw), (torch.randn(b, 2 * groups * 9, h, w) * 3).double().requires_grad_()
+    weight, bias, mask = torch.randn(8, c, 3, 3, **kw), torch.randn(8, **kw), torch.rand(b, groups * 9, h, w, **kw)
+    expected = deform_conv2d(x, offset, weight, bias, padding=1, mask=mask)
+    actual = modulated_deform_conv2d(x, offset, weight, bias, mask, 1)
+    torch.testing.assert_close(actual, expected)
+    grads_e = torch.autograd.grad(expected.square().sum(), [x, offset, weight, bias, mask])
+    grads_a = torch.autograd.grad(actual.square().sum(), [x, offset, weight, bias, mask])
+    for a, e in zip(grads_a, grads_e, strict=True):
+        torch.testing.assert_close(a, e)
+
+
 # ---------------------------------------------------------------------------------------- R (Eq. 1)
 def test_reconstructor_shapes_and_projection_gives_68_points() -> None:
     r = FaceShapeReconstructor("resnet10t").eval()

@@ -88,11 +88,11 @@ class FrameFlow:
             return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
 
         flows = []
+        dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM) if self.method == "dis" else None
         for prev, cur in zip(previous, current, strict=True):
             a, b = gray(cur), gray(prev)
-            if self.method == "dis":
-                dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-                flow = dis.calc(a, b, None)
+            if dis is not None:
+                flow = dis.calc(a, b, None)  # one DIS instance per batch: calc() keeps no state between pairs
             else:
                 flow = cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 15, 3, 5, 1.2, 0)
             flows.append(torch.from_numpy(flow).permute(2, 0, 1))

@@ -40,10 +40,29 @@ def warping_loss(source: Tensor, driving: Tensor, local_deformation: Tensor | No
     return torch.stack(terms).mean()
 
 
+def ms_ssim_loss(generated: Tensor, target: Tensor, kernel_size: int = 11) -> Tensor:
+    """Mean MS-SSIM (Wang et al. 2003) of ``generated``/``target [N, 3, H, W]`` in ``[0, 1]``, differentiable.
+
+    An *offline stand-in* for the VGG19 perceptual term ``L_v`` (supplement Eq. 2) when its ImageNet weights are
+    missing; used as ``1 − MS-SSIM`` (``PECHead(structural_weight=...)``). Scales as in the ``ms_ssim`` metric:
+    as many as the frame size allows (3 at 64 px), the weights renormalised.
+    """
+    from torchmetrics.functional.image import multiscale_structural_similarity_index_measure
+
+    from reenact.metrics.pixel import MS_SSIM_BETAS, ms_ssim_scales
+
+    scales = ms_ssim_scales(generated.shape[-2], generated.shape[-1], kernel_size)
+    betas = torch.tensor(MS_SSIM_BETAS[:scales], dtype=torch.float64)
+    value = multiscale_structural_similarity_index_measure(
+        generated, target, kernel_size=kernel_size, betas=tuple((betas / betas.sum()).tolist()), data_range=1.0,
+        normalize="relu")
+    return value  # type: ignore[return-value]
+
+
 def frozen_logits(discriminator: nn.Module, images: Tensor) -> list[Tensor]:
     """Per-scale logits of the multi-scale ``discriminator(images)`` with its parameters detached
     (:func:`reenact.nn.losses.detached_call`): the generator's adversarial term reaches the images only."""
     return [logits for _, logits in detached_call(discriminator, images).values()]
 
 
-__all__ = ["frozen_logits", "keypoint_distance_loss", "warping_loss"]
+__all__ = ["frozen_logits", "keypoint_distance_loss", "ms_ssim_loss", "warping_loss"]

@@ -8,13 +8,23 @@ Per frame ``t`` (source frame ``x^s_t``, the face-model coefficients of source a
 4. CAP (Sec. 3.3, Eq. 4) -> adapted feature ``f^c`` (skipped in the ``use_cap = False`` ablation: ``f^c = f^a``);
 5. decoder (residual bottleneck blocks, two up blocks, 7x7 conv, sigmoid) -> ``x^_d``.
 
+Only CAP is recurrent, so :meth:`PECHeadGenerator.forward` runs steps 1-3 and 5 once on all ``B·T`` frames of a
+clip and loops over ``t`` for CAP alone (same values as the per-frame :meth:`PECHeadGenerator.step`, except that
+BatchNorm's training-mode statistics are taken over ``B·T`` frames instead of ``B``).
+
+``output_skip = "warped_source"`` (a training choice for small budgets, off in the paper preset) adds the source
+image warped by the local (landmark) deformation ``W(x^s, w_local)`` -- the image ``L_w`` (supplement Eq. 5)
+already asks to match the driving frame -- to the decoder's output: ``x^_d = clamp(W(x^s, w_local) + tanh(C(h)),
+0, 1)`` with the final 7x7 conv ``C`` zero-initialised, so the untrained generator outputs the warped source and
+the decoder learns a residual. The decoder, MMFA and CAP are unchanged.
+
 The Face Shape Reconstructor ``R`` is a separate module (trained and frozen on its own, supplement 2.3); the
 Lightning wrapper :mod:`reenact.models.pechead.module` turns its coefficients into the inputs used here.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -23,6 +33,9 @@ from reenact.models.pechead.cap import CAP
 from reenact.models.pechead.keypoints import PoseAwareKeypointEstimator
 from reenact.models.pechead.mmfa import MMFA, MotionMode
 from reenact.nn.blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d
+from reenact.nn.warping import warp
+
+OutputSkip = Literal["none", "warped_source"]
 
 
 class PECHeadGenerator(nn.Module):
@@ -39,6 +52,8 @@ class PECHeadGenerator(nn.Module):
         motion_mode: MMFA or a Table 4 ablation (see :class:`MMFA`); ``deformable``: Eq. 3 on/off;
         use_cap: CAP on/off (``"mmfa"`` vs ``"full"`` in Table 4).
         cap_adaptation_blocks, cap_refinement_blocks: sizes of CAP.
+        output_skip: ``"none"`` (paper: ``x^_d = σ(C(h))``) or ``"warped_source"`` (``x^_d = clamp(W(x^s,
+            w_local) + tanh(C(h)), 0, 1)``, ``C`` zero-initialised; see the module docstring).
 
     Forward (:meth:`forward`): sequences ``source [B, T, 3, H, W]``, ``cond_source``/``cond_driving [B, T, D]``,
     ``lmk_source``/``lmk_driving [B, T, 68, 2]`` (``reenact.nn`` normalised), ``frame_grids [B, T, H, W, 2]`` or
@@ -53,8 +68,12 @@ class PECHeadGenerator(nn.Module):
                  motion_block_expansion: int = 64, motion_max_features: int = 1024, motion_num_blocks: int = 5,
                  dcn_hidden: int = 64, dcn_groups: int = 8, motion_mode: MotionMode = "mmfa",
                  deformable: bool = True, use_cap: bool = True, cap_adaptation_blocks: int = 2,
-                 cap_refinement_blocks: int = 2, kp_variance: float = 0.01) -> None:
+                 cap_refinement_blocks: int = 2, kp_variance: float = 0.01,
+                 output_skip: OutputSkip = "none") -> None:
         super().__init__()
+        if output_skip not in ("none", "warped_source"):
+            raise ValueError(f"output_skip must be 'none' or 'warped_source', got {output_skip!r}")
+        self.output_skip = output_skip
         self.keypoint_estimator = PoseAwareKeypointEstimator(num_keypoints, cond_dim, kp_block_expansion,
                                                              kp_max_features, kp_num_blocks, kp_scale_factor)
         widths = [min(max_features, block_expansion * 2**i) for i in range(3)]
@@ -70,6 +89,9 @@ class PECHeadGenerator(nn.Module):
         self.bottleneck = nn.Sequential(*[ResBlock2d(channels) for _ in range(num_bottleneck_blocks)])
         self.decoder = nn.Sequential(UpBlock2d(widths[2], widths[1]), UpBlock2d(widths[1], widths[0]))
         self.final = nn.Conv2d(widths[0], 3, kernel_size=7, padding=3)
+        if output_skip == "warped_source":
+            nn.init.zeros_(self.final.weight)
+            nn.init.zeros_(self.final.bias)
 
     def encode(self, image: Tensor) -> Tensor:
         """Raw feature ``f^r [B, C, H/4, W/4]`` of ``image [B, 3, H, W]``."""
@@ -79,9 +101,16 @@ class PECHeadGenerator(nn.Module):
         """``E(x^s, p, e)`` (Eq. 2): ``[B, 3, H, W]``, ``[B, D]`` -> ``[B, K, 2]``."""
         return self.keypoint_estimator(source, cond)
 
-    def decode(self, feature: Tensor) -> Tensor:
-        """``f^c [B, C, h, w]`` -> image ``[B, 3, 4h, 4w]`` in ``[0, 1]``."""
-        return torch.sigmoid(self.final(self.decoder(self.bottleneck(feature))))
+    def decode(self, feature: Tensor, source: Tensor | None = None, local_deformation: Tensor | None = None
+               ) -> Tensor:
+        """``f^c [B, C, h, w]`` -> image ``[B, 3, 4h, 4w]`` in ``[0, 1]``. With ``output_skip =
+        "warped_source"``, ``source [B, 3, 4h, 4w]`` and ``local_deformation [B, h', w', 2]`` give the skip."""
+        logits = self.final(self.decoder(self.bottleneck(feature)))
+        if self.output_skip == "none":
+            return torch.sigmoid(logits)
+        if source is None or local_deformation is None:
+            raise ValueError("output_skip='warped_source' needs the source image and the local deformation")
+        return (warp(source, local_deformation) + torch.tanh(logits)).clamp(0, 1)
 
     def step(self, source: Tensor, cond_source: Tensor, cond_driving: Tensor, lmk_source: Tensor,
              lmk_driving: Tensor, frame_grid: Tensor | None = None, state: dict[str, Tensor] | None = None,
@@ -102,30 +131,43 @@ class PECHeadGenerator(nn.Module):
         if self.cap is not None:
             feature, new_state = self.cap(feature, raw, mmfa["local_deformation"],
                                           frame_grid if state is not None else None, state)
-        return {"image": self.decode(feature), "kp_source": kp_source, "kp_driving": kp_driving, "mmfa": mmfa,
+        image = self.decode(feature, source, mmfa["local_deformation"])
+        return {"image": image, "kp_source": kp_source, "kp_driving": kp_driving, "mmfa": mmfa,
                 "state": new_state, "raw": raw}
 
     def forward(self, source: Tensor, cond_source: Tensor, cond_driving: Tensor, lmk_source: Tensor,
                 lmk_driving: Tensor, frame_grids: Tensor | None = None,
                 state: dict[str, Tensor] | None = None) -> dict[str, Any]:
-        frames = cond_driving.shape[1]
-        outputs: dict[str, list[Tensor]] = {"image": [], "kp_source": [], "kp_driving": [],
-                                            "local_deformation": [], "global_deformation": []}
-        raw = None
-        for t in range(frames):
-            same_source = t > 0 and source.shape[1] == 1
-            out = self.step(source[:, min(t, source.shape[1] - 1)], cond_source[:, t], cond_driving[:, t],
-                            lmk_source[:, t], lmk_driving[:, t],
-                            None if frame_grids is None or t == 0 else frame_grids[:, t], state,
-                            raw if same_source else None)
-            raw, state = out["raw"], out["state"]
-            for key in ("image", "kp_source", "kp_driving"):
-                outputs[key].append(out[key])
-            if "local" in out["mmfa"]:
-                outputs["local_deformation"].append(out["mmfa"]["local"]["deformation"])
-            if "global" in out["mmfa"]:
-                outputs["global_deformation"].append(out["mmfa"]["global"]["deformation"])
-        result: dict[str, Any] = {k: torch.stack(v, 1) for k, v in outputs.items() if v}
+        """A clip: ``E``, the encoder, MMFA and the decoder run once over all ``B·T`` frames (none of them is
+        recurrent); CAP (Eq. 4) runs frame by frame. Equal to calling :meth:`step` for ``t = 0 .. T-1`` (up to
+        BatchNorm's training-mode batch statistics)."""
+        b, frames = cond_driving.shape[:2]
+        single = source.shape[1] == 1
+        flat = (lambda x: x.flatten(0, 1))  # noqa: E731
+        src_frames = flat(source.expand(b, frames, *source.shape[2:]))
+        n = b * frames
+        kps = self.keypoints(torch.cat([src_frames, src_frames]), torch.cat([flat(cond_source), flat(cond_driving)]))
+        kp_source, kp_driving = kps[:n], kps[n:]
+        raw = self.encode(source[:, 0]) if single else self.encode(src_frames)
+        raw_frames = raw.unsqueeze(1).expand(b, frames, *raw.shape[1:]).flatten(0, 1) if single else raw
+        mmfa = self.mmfa(src_frames, raw_frames, kp_source, kp_driving, flat(lmk_source), flat(lmk_driving))
+        feature = mmfa["aligned"]
+        if self.cap is not None:
+            unflat = (lambda x: x.view(b, frames, *x.shape[1:]))  # noqa: E731
+            aligned, raws, local = unflat(feature), unflat(raw_frames), unflat(mmfa["local_deformation"])
+            adapted = []
+            for t in range(frames):
+                grid = None if frame_grids is None or t == 0 or state is None else frame_grids[:, t]
+                out, state = self.cap(aligned[:, t], raws[:, t], local[:, t], grid, state)
+                adapted.append(out)
+            feature = torch.stack(adapted, 1).flatten(0, 1)
+        image = self.decode(feature, src_frames, mmfa["local_deformation"])
+        result: dict[str, Any] = {"image": image, "kp_source": kp_source, "kp_driving": kp_driving}
+        if "local" in mmfa:
+            result["local_deformation"] = mmfa["local"]["deformation"]  # type: ignore[index]
+        if "global" in mmfa:
+            result["global_deformation"] = mmfa["global"]["deformation"]  # type: ignore[index]
+        result = {k: v.view(b, frames, *v.shape[1:]) for k, v in result.items()}
         result["state"] = state
         return result
 

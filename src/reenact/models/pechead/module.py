@@ -11,6 +11,15 @@ Two fit stages, chosen by ``stage`` (supplement 2.3: "R is separately trained"):
   ``10 L_p + 10 L_v + 1 L_k + 10 L_e + 5 L_w + 1 L_G`` and hinge ``L_D`` (:mod:`reenact.models.pechead.losses`).
   AdamW β = (0.9, 0.999) with a OneCycle schedule from 1e-4 up to 4e-4 (supplement 2.3).
 
+Training choices for small budgets (see the README's "Training recipe at CPU scale"; the ``paper`` preset keeps
+the paper's recipe): ``adversarial_start`` / ``adversarial_ramp`` switch ``L_G`` off for the first fraction of the
+schedule (a reconstruction warm-up; the discriminator still trains on real vs. generated frames) and then ramp
+``λ_G`` linearly to its value; both are fractions of the schedule length (the OneCycle length, i.e.
+``max_steps``), so they follow any step budget and always complete. ``output_skip = "warped_source"`` starts the
+generator at the warped source image (:mod:`reenact.models.pechead.model`). ``structural_weight`` adds an
+offline MS-SSIM term ``λ_s (1 − MS-SSIM(x^_d, x^d))`` as a *stand-in* for the VGG19 term ``L_v`` when its
+ImageNet weights are missing (off by default; never VGG with random weights).
+
 Optimisation is manual and DDP-safe without ``find_unused_parameters`` (the same technique as LIA): one backward
 pass over ``L_G + L_D`` per batch, the generator's adversarial term through a parameter-detached discriminator
 call, then both optimisers step; ``trainer.global_step`` therefore advances by 2 per batch in the generator stage
@@ -33,8 +42,8 @@ from lightning.pytorch.utilities import rank_zero_info
 from reenact.data.datasets import SamplingSpec
 from reenact.models.base import ReenactmentModule
 from reenact.models.pechead.cap import FlowMethod, FrameFlow
-from reenact.models.pechead.losses import frozen_logits, keypoint_distance_loss, warping_loss
-from reenact.models.pechead.model import PECHeadGenerator
+from reenact.models.pechead.losses import frozen_logits, keypoint_distance_loss, ms_ssim_loss, warping_loss
+from reenact.models.pechead.model import OutputSkip, PECHeadGenerator
 from reenact.models.pechead.reconstructor import (
     FaceShapeReconstructor,
     condition_vector,
@@ -77,11 +86,19 @@ class PECHead(ReenactmentModule):
             batches (``None``: the trainer's estimate).
         reconstructor_lr, identity_reg, expression_reg: R stage's AdamW rate and regularisation weights.
         tps_sigma_affine, tps_sigma_tps, tps_points: random TPS of L_e (FOMM: 0.05, 0.005, 5).
+        output_skip: ``"none"`` (paper) or ``"warped_source"`` (decoder output as a residual on the warped
+            source, final conv zero-initialised; :class:`PECHeadGenerator`).
+        adversarial_start: fraction of the schedule (OneCycle length) before ``L_G`` is switched on (0: paper).
+        adversarial_ramp: fraction of the schedule over which ``λ_G`` then rises linearly from 0 (0: at once).
+        structural_weight: weight of the offline ``1 − MS-SSIM`` stand-in for ``L_v`` (0: off).
+        clip_frames: ``T``, source and driving frames of a training clip (supplement 2.3: 5); sets
+            ``train_sampling``. CAP needs ``T >= 2`` to propagate anything during training.
         metrics, relative, eval_chunk, num_sample_frames: see :class:`ReenactmentModule`.
     """
 
     registry_name: ClassVar[str] = "pechead"
-    train_sampling: ClassVar[SamplingSpec] = SamplingSpec(mode="sequence", num_source=5, num_driving=5)
+    #: Paper default (T = 5 + 5); ``clip_frames`` sets the instance's.
+    train_sampling = SamplingSpec(mode="sequence", num_source=5, num_driving=5)
     stateful_animation: ClassVar[bool] = True
     #: Frontalisation and expression transfer through :meth:`edit` (Sec. 4.3, Table 3's editing protocol).
     supports_editing: ClassVar[bool] = True
@@ -100,7 +117,9 @@ class PECHead(ReenactmentModule):
                  gan_weight: float = 1.0, eta: float = 0.1, lr: float = 1e-4, max_lr: float = 4e-4,
                  onecycle_steps: int | None = None, reconstructor_lr: float = 1e-4, identity_reg: float = 1e-3,
                  expression_reg: float = 1e-3, tps_sigma_affine: float = 0.05, tps_sigma_tps: float = 0.005,
-                 tps_points: int = 5, metrics: list[str] | None = None, relative: bool = False,
+                 tps_points: int = 5, output_skip: OutputSkip = "none", adversarial_start: float = 0.0,
+                 adversarial_ramp: float = 0.0, structural_weight: float = 0.0, clip_frames: int = 5,
+                 metrics: list[str] | None = None, relative: bool = False,
                  eval_chunk: int = 16, num_sample_frames: int = 4) -> None:
         super().__init__(image_size=image_size, metrics=metrics, relative=relative, eval_chunk=eval_chunk,
                          num_sample_frames=num_sample_frames)
@@ -110,6 +129,9 @@ class PECHead(ReenactmentModule):
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}; expected one of {sorted(VARIANTS)}")
         self.automatic_optimization = False
+        if clip_frames < 1:
+            raise ValueError(f"clip_frames must be >= 1, got {clip_frames}")
+        self.train_sampling = SamplingSpec(mode="sequence", num_source=clip_frames, num_driving=clip_frames)
         motion_mode, use_cap = VARIANTS[variant]
         self.reconstructor = FaceShapeReconstructor(reconstructor_backbone)
         if reconstructor_ckpt:
@@ -122,7 +144,7 @@ class PECHead(ReenactmentModule):
             motion_max_features=motion_max_features, motion_num_blocks=motion_num_blocks, dcn_hidden=dcn_hidden,
             dcn_groups=dcn_groups, motion_mode=motion_mode, deformable=deformable_alignment,  # type: ignore[arg-type]
             use_cap=use_cap, cap_adaptation_blocks=cap_adaptation_blocks,
-            cap_refinement_blocks=cap_refinement_blocks,
+            cap_refinement_blocks=cap_refinement_blocks, output_skip=output_skip,
         )
         self.discriminator = MultiScaleDiscriminator(
             scales=(1.0, 0.5), block_expansion=disc_block_expansion, num_blocks=disc_num_blocks,
@@ -138,6 +160,9 @@ class PECHead(ReenactmentModule):
         self.frame_flow = FrameFlow(frame_flow) if use_cap else None
         if self.frame_flow is not None:
             rank_zero_info(f"PECHead: CAP frame flow = {self.frame_flow.method}")
+        if not (0.0 <= adversarial_start <= 1.0 and 0.0 <= adversarial_ramp <= 1.0):
+            raise ValueError("adversarial_start and adversarial_ramp are fractions of the schedule, in [0, 1]")
+        self._schedule_batches: int | None = None
         frozen = [self.reconstructor] if stage == "generator" else [self.generator, self.discriminator]
         for module in frozen:
             module.requires_grad_(False)
@@ -289,6 +314,21 @@ class PECHead(ReenactmentModule):
         return float(pose_error(predicted, poses.to(predicted)))
 
     # ---------------------------------------------------------------------------------------- training
+    def adversarial_factor(self) -> float:
+        """Factor on ``λ_G`` at the current batch: 0 during the reconstruction warm-up (the first
+        ``adversarial_start`` of the schedule), then a linear ramp to 1 over ``adversarial_ramp`` of it."""
+        hp = self.hparams
+        if hp.adversarial_start <= 0 and hp.adversarial_ramp <= 0:
+            return 1.0
+        if self._trainer is None:
+            return 1.0
+        length = self._schedule_batches or max(1, -(-int(self.trainer.max_steps or 0) // 2))
+        batch = self.trainer.global_step // 2  # two optimiser steps per batch
+        start, ramp = hp.adversarial_start * length, hp.adversarial_ramp * length
+        if batch < start:
+            return 0.0
+        return 1.0 if ramp <= 0 else min(1.0, (batch - start + 1) / ramp)
+
     def generator_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Eq. 5 terms (weighted) and ``g_total``, plus hinge ``d_total``, for a sequence batch.
 
@@ -298,7 +338,11 @@ class PECHead(ReenactmentModule):
         source, driving = batch["source"], batch["driving"]
         if source.shape[1] != driving.shape[1] and source.shape[1] != 1:
             source = source[:, :1]
-        src, drv = self.coefficients(source), self.coefficients(driving)
+        # One call of the frozen R (eval mode) on the source and driving frames together.
+        both = self.coefficients(torch.cat([source, driving], 1))
+        s_len = source.shape[1]
+        src = {k: v[:, :s_len] for k, v in both.items()}
+        drv = {k: v[:, s_len:] for k, v in both.items()}
         out = self.render(source, src, drv)
         b, t = driving.shape[:2]
         generated, target = out["image"].flatten(0, 1), driving.flatten(0, 1)
@@ -320,10 +364,15 @@ class PECHead(ReenactmentModule):
         losses["warping"] = hp.warping_weight * warping_loss(
             source_frames, target, None if local is None else local.flatten(0, 1),
             None if glob is None else glob.flatten(0, 1))
-        losses["gan_g"] = hp.gan_weight * hinge_g_loss(frozen_logits(self.discriminator, generated))
+        if hp.structural_weight > 0:
+            losses["structural"] = hp.structural_weight * (1 - ms_ssim_loss(generated, target))
+        factor = self.adversarial_factor() if self.training else 1.0
+        if factor > 0:
+            losses["gan_g"] = factor * hp.gan_weight * hinge_g_loss(frozen_logits(self.discriminator, generated))
         losses["g_total"] = torch.stack([v for v in losses.values()]).sum()
-        real = [logits for _, logits in self.discriminator(target).values()]
-        fake = [logits for _, logits in self.discriminator(generated.detach()).values()]
+        # One discriminator call on real and generated frames together (each scale's logits split afterwards).
+        logits = [out for _, out in self.discriminator(torch.cat([target, generated.detach()])).values()]
+        real, fake = [x[: target.shape[0]] for x in logits], [x[target.shape[0]:] for x in logits]
         losses["d_total"] = hinge_d_loss(real, fake)
         return losses
 
@@ -382,6 +431,7 @@ class PECHead(ReenactmentModule):
                 elif self.trainer.estimated_stepping_batches != float("inf"):
                     steps = int(self.trainer.estimated_stepping_batches)
         steps = max(int(steps), 2)
+        self._schedule_batches = steps
         optimizers, schedulers = [], []
         for module in (self.generator, self.discriminator):
             optimizer = torch.optim.AdamW(module.parameters(), lr=hp.lr, betas=(0.9, 0.999))
