@@ -507,3 +507,26 @@ def test_ddp_two_process_fit_keeps_ranks_in_sync(face_root: Path, tmp_path: Path
     assert result["iteration"] == 7 and result["steps"] == 10
     rank0, rank1 = (np.array(s) for s in result["sums"])
     assert np.array_equal(rank0, rank1)
+
+
+def test_patch_init_makes_the_set_latents_sensitive_to_the_source() -> None:
+    """``patch_init="kaiming"`` (+ colour gain) keeps the bias-free patch CNN's scale, so the tokens of different
+    source images differ clearly at initialisation; the default keeps PyTorch's init (the released code's)."""
+    batch = face_batch(batch=4, sources=1)
+
+    def spread(**overrides: object) -> float:
+        torch.manual_seed(0)
+        generator = tiny(num_conv_blocks=3, **overrides).generator.eval()
+        with torch.no_grad():
+            kp, expr = generator.extract(batch["source"].flatten(0, 1))
+            rep = generator.input_representation(batch["source"], kp[:, None], expr[:, None])
+            tokens = generator.encoder.per_patch_linear(generator.encoder.conv_blocks(rep.flatten(0, 1)))
+        return (tokens.std(0).mean() / tokens.pow(2).mean().sqrt()).item()
+
+    default = spread(patch_init="default", patch_rgb_gain=1.0, render_bias=None)
+    assert spread(patch_init="kaiming", patch_rgb_gain=1.0) > 10 * default
+    assert spread(patch_init="kaiming", patch_rgb_gain=2.0) > spread(patch_init="kaiming", patch_rgb_gain=1.0)
+    model = tiny(render_bias=0.5)
+    assert torch.all(model.generator.decoder.render_mlp[-1].bias == 0.5)
+    with pytest.raises(ValueError, match="patch_init"):
+        tiny(patch_init="xavier")

@@ -273,6 +273,16 @@ class FSRTGenerator(nn.Module):
             decoder (720, 2, 12, 64, 1536, 4 x 1536; 15.31 M). The released small decoder is
             ``decoder_heads=6, decoder_mlp_dim=768, render_hidden=(1536, 768)``.
         render_chunk: query pixels decoded at a time by :meth:`render` / :meth:`animate` (memory bound).
+        patch_init: initialisation of the patch-CNN convolutions (Sec. 3.1, "Patch CNN"; not an architecture
+            change): ``"default"`` keeps PyTorch's default (the released code's, used for released weights);
+            ``"kaiming"`` draws He-normal weights for the ReLUs (``std = sqrt(2 / fan_in)``), so the bias-free CNN
+            keeps the scale of its input instead of shrinking it by about ``sqrt(6)`` per conv. This makes the
+            set-latents sensitive to the source image at the start of training (see the README's training recipe).
+        patch_rgb_gain: factor on the first conv's weights of the 3 colour channels ``c_p`` of Eq. 6 after the
+            initialisation (1: none). The colours are 3 of the input representation's channels beside the
+            positional encodings and the expression; a gain > 1 lets them weigh more in the initial tokens.
+        render_bias: initial bias of the render MLP's last layer (``None``: PyTorch's default); e.g. 0.5, the
+            middle of the colour range, so that the first outputs are not centred on black.
 
     Submodule names equal the released checkpoints' top-level names (``kp_detector``, ``expression_encoder``,
     ``encoder``, ``decoder``), see :mod:`reenact.models.fsrt.official`.
@@ -307,6 +317,9 @@ class FSRTGenerator(nn.Module):
         decoder_mlp_dim: int = 1536,
         render_hidden: Sequence[int] = (1536, 1536, 1536, 1536),
         render_chunk: int = 65536,
+        patch_init: str = "default",
+        patch_rgb_gain: float = 1.0,
+        render_bias: float | None = None,
     ):
         super().__init__()
         self.num_keypoints = num_keypoints
@@ -338,6 +351,24 @@ class FSRTGenerator(nn.Module):
         )
         self.kp_detector_frozen = True
         self.set_kp_detector_trainable(False)
+        self.initialise(patch_init, patch_rgb_gain, render_bias)
+
+    def initialise(self, patch_init: str = "default", patch_rgb_gain: float = 1.0,
+                   render_bias: float | None = None) -> None:
+        """Training-start initialisation of the patch CNN and the render MLP (arguments: class docstring)."""
+        if patch_init not in ("default", "kaiming"):
+            raise ValueError(f"patch_init must be 'default' or 'kaiming', got {patch_init!r}")
+        convs = [m for m in self.encoder.conv_blocks.modules() if isinstance(m, nn.Conv2d)]
+        with torch.no_grad():
+            if patch_init == "kaiming":
+                for conv in convs:
+                    nn.init.kaiming_normal_(conv.weight, mode="fan_in", nonlinearity="relu")
+            if patch_rgb_gain != 1.0:
+                convs[0].weight[:, :3].mul_(patch_rgb_gain)  # c_p comes first in R_S(p) (Eq. 6, released order)
+            if render_bias is not None:
+                last = self.decoder.render_mlp[-1]
+                if isinstance(last, nn.Linear) and last.bias is not None:
+                    last.bias.fill_(render_bias)
 
     # ------------------------------------------------------------------------------------------ freezing
     def set_kp_detector_trainable(self, trainable: bool) -> None:

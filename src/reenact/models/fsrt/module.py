@@ -111,6 +111,8 @@ class FSRT(ReenactmentModule):
             ``--data.num_source`` still overrides. Any number of sources works at inference. (Not ``num_source``:
             that name belongs to the data module, and Lightning refuses equal names with different values.)
         render_chunk: query pixels decoded at a time when whole frames are rendered (memory bound).
+        patch_init, patch_rgb_gain, render_bias: training-start initialisation of the patch CNN and the render
+            MLP (:class:`~reenact.models.fsrt.model.FSRTGenerator`; defaults: PyTorch's, as released).
         kp_detector_path: a FOMM/FSRT ``kp_detector.pt`` loaded (``weights_only``) when fitting starts.
         kp_pretrain_steps: iterations of landmark-supervised detector pretraining before FSRT training (needs
             68-point landmarks in the training data); 0 skips it.
@@ -177,6 +179,9 @@ class FSRT(ReenactmentModule):
         decoder_mlp_dim: int = 1536,
         render_hidden: list[int] | None = None,
         render_chunk: int = 65536,
+        patch_init: str = "default",
+        patch_rgb_gain: float = 1.0,
+        render_bias: float | None = None,
         train_sources: int = 1,
         kp_detector_path: str | None = None,
         kp_pretrain_steps: int = 0,
@@ -247,6 +252,7 @@ class FSRT(ReenactmentModule):
             encoder_mlp_dim=encoder_mlp_dim, input_mlp_hidden=input_mlp_hidden, decoder_depth=decoder_depth,
             decoder_heads=decoder_heads, decoder_dim_head=decoder_dim_head, decoder_mlp_dim=decoder_mlp_dim,
             render_hidden=(1536,) * 4 if render_hidden is None else tuple(render_hidden), render_chunk=render_chunk,
+            patch_init=patch_init, patch_rgb_gain=patch_rgb_gain, render_bias=render_bias,
         )
         self.discriminator: MultiScaleDiscriminator | None = None
         if discriminator:
