@@ -51,7 +51,7 @@ def test_plan_prerequisites_and_step_scaling() -> None:
     assert _keys(stages) == ["pechead.reconstructor", "pechead", "pechead.test", "lpmm.backbone", "lpmm",
                              "lpmm.test", "copy-source.test"]
     by_key = {s.key: s for s in stages}
-    # pechead tiny: 600 steps -> 60 (x0.1); R gets half the preset's main steps, scaled alike.
+    # pechead tiny: 400 steps -> 60 (x0.15); R gets half the preset's main steps, scaled alike.
     assert by_key["pechead"].max_steps == 60 and by_key["pechead.reconstructor"].max_steps == 30
     assert by_key["pechead"].checkpoint_args == {"--model.reconstructor_ckpt": "pechead.reconstructor"}
     assert by_key["lpmm"].checkpoint_args == {"--model.backbone_ckpt": "lpmm.backbone"}
@@ -69,9 +69,15 @@ def test_plan_prerequisites_and_step_scaling() -> None:
 
 def test_plan_scales_step_counted_schedules() -> None:
     """FSRT's keypoint pretraining and phase starts shrink with a STEPS budget, so every phase still runs."""
-    fsrt = plan(["fsrt"], "tiny", Budget(steps=160), {})[0]  # tiny: 320 steps, phases at 60 / 120 / 180
+    from reenact.registry import preset_config
+
+    preset = preset_config("fsrt", "tiny")
+    scale = 160 / preset["trainer"]["max_steps"]
+    fsrt = plan(["fsrt"], "tiny", Budget(steps=160), {})[0]
     values = dict(zip(fsrt.args[::2], fsrt.args[1::2], strict=True))
-    assert values["--model.kp_pretrain_steps"] == "30" and values["--model.phase3_start"] == "90"
+    for name in ("kp_pretrain_steps", "phase2_start", "phase3_start"):
+        assert values[f"--model.{name}"] == str(round(preset["model"][name] * scale)), name
+    assert int(values["--model.phase3_start"]) < 160
     assert plan(["fsrt"], "tiny", Budget(seconds=60), {})[0].args == []  # a time budget keeps the preset's
 
 

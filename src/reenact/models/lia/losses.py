@@ -37,20 +37,34 @@ def frozen_logits(discriminator: nn.Module, images: Tensor) -> Tensor:
     return detached_call(discriminator, images)
 
 
+def pyramid_l1(generated: Tensor, target: Tensor, factors: tuple[int, ...] = (2, 4, 8)) -> Tensor:
+    """Mean L1 between average-pooled copies of ``generated`` and ``target`` at ``1/f`` of the size, ``f`` in
+    ``factors``: an offline structural stand-in for the VGG19 *pyramid* loss (its scales 1/2, 1/4, 1/8, LIA Sec.
+    3.4), which compares coarse structure and so gives the warps a wider capture range than pixel L1. Not a
+    perceptual loss (no learned features); used only where the VGG19 weights are missing (the ``tiny`` preset)."""
+    terms = [F.l1_loss(F.avg_pool2d(generated, f), F.avg_pool2d(target, f)) for f in factors
+             if generated.shape[-1] >= f]
+    return torch.stack(terms).mean()
+
+
 def generator_losses(generated: Tensor, target: Tensor, fake_logits: Tensor, perceptual: VGG19Perceptual | None,
-                     perceptual_weight: float = 1.0, l1_weight: float = 1.0, gan_weight: float = 1.0
-                     ) -> dict[str, Tensor]:
+                     perceptual_weight: float = 1.0, l1_weight: float = 1.0, gan_weight: float = 1.0,
+                     keep_gan: bool = False, structural_weight: float = 0.0) -> dict[str, Tensor]:
     """Weighted generator terms and their sum ``g_total``.
 
     Args:
         generated, target: ``[B, 3, H, W]`` in ``[-1, 1]``.
         fake_logits: ``D(generated)`` from :func:`frozen_logits`, ``[B, 1]``.
         perceptual: the VGG19 pyramid loss, or ``None`` (term left out).
+        structural_weight: weight of :func:`pyramid_l1` (the offline stand-in for the VGG19 pyramid; 0: off).
+        keep_gan: keep the adversarial term (``gan_g``) even at ``gan_weight == 0`` (a reconstruction warm-up).
     """
     losses = {"l1": l1_weight * F.l1_loss(generated, target)}
     if perceptual is not None and perceptual_weight > 0:
         losses["perceptual"] = perceptual_weight * perceptual((generated + 1) / 2, (target + 1) / 2)
-    if gan_weight > 0:
+    if structural_weight > 0:
+        losses["structural"] = structural_weight * pyramid_l1(generated, target)
+    if gan_weight > 0 or keep_gan:
         losses["gan_g"] = gan_weight * nonsaturating_g_loss(fake_logits)
     losses["g_total"] = torch.stack(list(losses.values())).sum()
     return losses

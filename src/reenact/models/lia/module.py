@@ -22,7 +22,7 @@ import torch
 from reenact.data.datasets import SamplingSpec
 from reenact.models.base import ReenactmentModule
 from reenact.models.lia.losses import discriminator_losses, frozen_logits, generator_losses
-from reenact.models.lia.model import LIAGenerator, StyleGAN2Discriminator
+from reenact.models.lia.model import LIAGenerator, StyleGAN2Discriminator, init_source_reconstruction
 
 
 def to_signed(image: torch.Tensor) -> torch.Tensor:
@@ -49,8 +49,24 @@ class LIA(ReenactmentModule):
             discriminator's is also the R1 interval.
         perceptual_weight: weight of the VGG19 pyramid loss (official 1, with 10 per layer inside); 0 disables
             it (no ImageNet weights needed). Needs the real VGG19 weights otherwise (``reenact.weights``).
+        structural_weight: weight of the offline structural stand-in for the VGG19 pyramid term,
+            ``structural_loss`` (CPU-scale recipe; 0 = off, the paper's setting). Never VGG with random weights.
+        structural_loss: which stand-in: ``"pyramid_l1"`` (:func:`~reenact.models.lia.losses.pyramid_l1`, L1 at
+            1/2, 1/4, 1/8 of the size, the VGG pyramid's scales).
         l1_weight, gan_weight: weights of the L1 and adversarial generator terms (official 1, 1).
         r1_weight: R1 ``gamma`` (official LIA: 0, i.e. none).
+        gan_start_steps: reconstruction warm-up (CPU-scale recipe): the generator's adversarial term is off
+            for the first ``gan_start_steps`` optimiser steps (``global_step``, 2 per batch) and ramps in
+            linearly over the next ``gan_ramp_steps``; the discriminator trains throughout. 0 (official): the
+            full adversarial term from step 0.
+        gan_ramp_steps: length of that linear ramp (0: a step).
+        source_init: start the generator at rendering its source (CPU-scale recipe,
+            :func:`~reenact.models.lia.model.init_source_reconstruction`: identity warps, the finest encoder
+            level and RGB head passing the image through). ``False`` (official): StyleGAN2's random init.
+            Loaded weights replace it.
+        metrics, relative, eval_chunk, num_sample_frames: see :class:`ReenactmentModule`.
+        generator_beta1: Adam ``beta1`` of the generator (official 0, StyleGAN2's; the CPU-scale recipe uses
+            0.9, whose momentum speeds up the short, mostly reconstructive run).
         metrics, relative, eval_chunk, num_sample_frames: see :class:`ReenactmentModule`.
     """
 
@@ -61,14 +77,20 @@ class LIA(ReenactmentModule):
                  channel_max: int = 128, disc_channel_base: int | None = None, disc_channel_max: int | None = None,
                  lr: float = 2e-3, g_reg_every: int = 4, d_reg_every: int = 16, perceptual_weight: float = 0.0,
                  l1_weight: float = 1.0, gan_weight: float = 1.0, r1_weight: float = 0.0,
+                 structural_weight: float = 0.0, structural_loss: str = "pyramid_l1", gan_start_steps: int = 0,
+                 gan_ramp_steps: int = 0, source_init: bool = False, generator_beta1: float = 0.0,
                  metrics: list[str] | None = None, relative: bool = False, eval_chunk: int = 16,
                  num_sample_frames: int = 4) -> None:
         super().__init__(image_size=image_size, metrics=metrics, relative=relative, eval_chunk=eval_chunk,
                          num_sample_frames=num_sample_frames)
         self.save_hyperparameters()
+        if structural_loss != "pyramid_l1":
+            raise ValueError(f"structural_loss must be 'pyramid_l1', got {structural_loss!r}")
         self.automatic_optimization = False
         self.generator = LIAGenerator(size=image_size, style_dim=style_dim, motion_dim=motion_dim,
                                       channel_base=channel_base, channel_max=channel_max)
+        if source_init:
+            init_source_reconstruction(self.generator)
         self.discriminator = StyleGAN2Discriminator(
             size=image_size, channel_base=disc_channel_base or channel_base,
             channel_max=disc_channel_max or channel_max,
@@ -111,6 +133,17 @@ class LIA(ReenactmentModule):
         return torch.stack(outputs, 1)
 
     # ----------------------------------------------------------------------------------------- training
+    def gan_scale(self, step: int | None = None) -> float:
+        """Factor on ``gan_weight`` at optimiser step ``step`` (default ``global_step``): 0 during the
+        reconstruction warm-up, then a linear ramp to 1 (see ``gan_start_steps``, ``gan_ramp_steps``)."""
+        hp = self.hparams
+        step = self.global_step if step is None else step
+        if step < hp.gan_start_steps:
+            return 0.0
+        if hp.gan_ramp_steps <= 0:
+            return 1.0
+        return min(1.0, (step - hp.gan_start_steps + 1) / hp.gan_ramp_steps)
+
     def losses(self, batch: dict[str, Any], r1: bool = False) -> dict[str, torch.Tensor]:
         """Generator and discriminator terms of one pair batch (images converted to ``[-1, 1]``).
 
@@ -121,8 +154,11 @@ class LIA(ReenactmentModule):
         source, driving = to_signed(batch["source"][:, 0]), to_signed(batch["driving"][:, 0])
         generated = self.generator(source, driving)
         fake_logits = frozen_logits(self.discriminator, generated)
+        # During the warm-up the adversarial term stays in the graph with weight 0 (every generator parameter
+        # keeps a gradient, as DDP without find_unused_parameters needs).
         losses = generator_losses(generated, driving, fake_logits, self.perceptual, hp.perceptual_weight,
-                                  hp.l1_weight, hp.gan_weight)
+                                  hp.l1_weight, hp.gan_weight * self.gan_scale(), keep_gan=hp.gan_weight > 0,
+                                  structural_weight=hp.structural_weight)
         # The discriminator always trains (even with gan_weight = 0), so every parameter gets a gradient in
         # every backward pass, which DDP without find_unused_parameters requires.
         losses.update(discriminator_losses(self.discriminator, driving, generated, hp.r1_weight if r1 else 0.0,
@@ -149,7 +185,8 @@ class LIA(ReenactmentModule):
         g_ratio = hp.g_reg_every / (hp.g_reg_every + 1)
         d_ratio = hp.d_reg_every / (hp.d_reg_every + 1)
         generator_params = [p for p in self.generator.parameters() if p.requires_grad]
-        optimizer_g = torch.optim.Adam(generator_params, lr=hp.lr * g_ratio, betas=(0.0, 0.99**g_ratio))
+        optimizer_g = torch.optim.Adam(generator_params, lr=hp.lr * g_ratio,
+                                       betas=(hp.generator_beta1, 0.99**g_ratio))
         optimizer_d = torch.optim.Adam(self.discriminator.parameters(), lr=hp.lr * d_ratio,
                                        betas=(0.0, 0.99**d_ratio))
         return [optimizer_g, optimizer_d]

@@ -158,6 +158,8 @@ class LPMM(ReenactmentModule):
         self.register_buffer("identity_ready", torch.tensor(False))
         self.val_nme = MeanMetric()
         self.test_nme = MeanMetric()
+        #: :meth:`adaptor_constants` kept during the adaptor stage (recomputed after a restart or preparation).
+        self._adaptor_cache: tuple[Any, torch.Tensor] | None = None
 
     # --------------------------------------------------------------------------------------- pipeline
     def params_from_image(self, image: torch.Tensor) -> torch.Tensor:
@@ -223,15 +225,26 @@ class LPMM(ReenactmentModule):
             error = nme(predicted, target).mean()
         return {"regressor_l1": loss, "nme": error, "total": loss}
 
-    def adaptor_losses(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Eq. 2-4 on ``images [B, 3, H, W]`` with the fixed identity; only the adaptor gets gradients."""
+    @torch.no_grad()
+    def adaptor_constants(self) -> tuple[Any, torch.Tensor]:
+        """What Eq. 3-4 need from the frozen parts that does not depend on the batch: the fixed identity
+        ``E_id(identity_image)`` and ``F(G(v_bar))``, the parameters of the mean-pose image."""
+        identity = self.backbone.encode_identity(self.identity_image)
+        base_image = self.backbone.generate(identity, self.adaptor.latent_mean[None].to(self.identity_image.dtype))
+        return identity, self.params_from_image(base_image)
+
+    def adaptor_losses(self, images: torch.Tensor, constants: tuple[Any, torch.Tensor] | None = None
+                       ) -> dict[str, torch.Tensor]:
+        """Eq. 2-4 on ``images [B, 3, H, W]`` with the fixed identity; only the adaptor gets gradients.
+
+        ``constants``: :meth:`adaptor_constants`, when the caller keeps them over steps (the training loop does:
+        backbone, regressor, identity and ``v_bar`` are frozen during the adaptor stage); ``None`` computes them.
+        """
         hp = self.hparams
+        identity, base_params = self.adaptor_constants() if constants is None else constants
         with torch.no_grad():
             params = self.params_from_image(images)
             target_pose = self.backbone.encode_pose(images)
-            identity = self.backbone.encode_identity(self.identity_image)
-            base_image = self.backbone.generate(identity, self.adaptor.latent_mean[None].to(images.dtype))
-            base_params = self.params_from_image(base_image)
         losses = {"rgb": rgb_loss(self.backbone, identity, self.adaptor(params), target_pose),
                   "pose_reg": pose_regularisation(self.adaptor, base_params)}
         losses["total"] = hp.rgb_weight * losses["rgb"] + hp.pose_reg_weight * losses["pose_reg"]
@@ -280,6 +293,7 @@ class LPMM(ReenactmentModule):
     def prepare_adaptor(self, identity_image: torch.Tensor, pose_frames: torch.Tensor) -> None:
         """Stage 3 inputs: the fixed identity ``[1, 3, H, W]`` and ``v_bar`` = mean ``E(frame)`` over
         ``pose_frames [N, 3, H, W]``."""
+        self._adaptor_cache = None
         self.identity_image.copy_(identity_image.reshape(1, *identity_image.shape[-3:]))
         self.identity_ready.fill_(True)
         latents = torch.cat([self.backbone.encode_pose(chunk) for chunk in pose_frames.split(16)], 0)
@@ -340,7 +354,9 @@ class LPMM(ReenactmentModule):
             if not (bool(self.adaptor.latent_mean_ready) and bool(self.identity_ready)):
                 self._prepare_adaptor_from_data()
             self.regressor.eval()  # frozen: BatchNorm uses its running statistics
-            losses = self.adaptor_losses(images)
+            if self._adaptor_cache is None:
+                self._adaptor_cache = self.adaptor_constants()
+            losses = self.adaptor_losses(images, self._adaptor_cache)
             optimizer_adaptor.zero_grad(set_to_none=True)
             self._backward(losses["total"], self.adaptor)
             optimizer_adaptor.step()
