@@ -60,9 +60,9 @@ def test_plan_prerequisites_and_step_scaling() -> None:
     args = by_key["lpmm"].args
     assert args[args.index("--model.regressor_steps") + 1] == "36"
     assert args[args.index("--model.adaptor_steps") + 1] == "24"
-    # So does the GAN warm-up of its LIA backbone (lia tiny: 600 steps, GAN from 400; LPMM's factor x0.24).
+    # So does the GAN warm-up of its LIA backbone (lia tiny: 1000 steps, GAN from 700; LPMM's factor x0.24).
     backbone = dict(zip(by_key["lpmm.backbone"].args[::2], by_key["lpmm.backbone"].args[1::2], strict=True))
-    assert backbone["--model.gan_start_steps"] == "96" and by_key["lpmm.backbone"].max_steps == 144
+    assert backbone["--model.gan_start_steps"] == "168" and by_key["lpmm.backbone"].max_steps == 240
     assert by_key["pechead.test"].checkpoint_args == {"--ckpt_path": "pechead"}
     assert by_key["copy-source.test"].checkpoint_args == {}
 
