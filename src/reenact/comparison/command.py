@@ -262,7 +262,8 @@ def _samples(settings: dict[str, Any], records: dict[str, dict[str, Any]], size:
         for t in sorted({0, frames - 1}):
             frame = int(clip["driving_index"][0, t])
             images = [clip["source"][0, 0], clip["driving"][0, t], *[outputs[m][c][0, t] for m in models]]
-            rows.append({"label": f"{label} {clip['video'][0][:24]} frame {frame}",
+            # The pair's video names are too long for a row label; the source's identity and the frame say enough.
+            rows.append({"label": f"{label} {clip['source_identity'][0]} f{frame}",
                          "images": [image.clamp(0, 1).permute(1, 2, 0).float().numpy() for image in images]})
     return sample_grid(rows, models, out)
 
