@@ -48,9 +48,9 @@ def test_fit_help_shows_model_and_data_options(capsys: pytest.CaptureFixture) ->
 
 def test_print_config_applies_preset(capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit):
-        main(["fit", "--model", "keypoint-warp", "--model.lr", "0.001", "--print_config"])
+        main(["fit", "--model", "keypoint-warp", "--model.lr", "0.003", "--print_config"])
     text = capsys.readouterr().out
-    assert "lr: 0.001" in text and "image_size: 64" in text and "max_steps: 300" in text
+    assert "lr: 0.003" in text and "image_size: 64" in text and "max_steps: 600" in text
 
 
 def test_unknown_model_is_a_clear_error() -> None:

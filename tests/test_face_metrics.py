@@ -232,12 +232,13 @@ def test_astronaut_identity_closer_to_warped_copy_than_to_another_face(astronaut
 
 @pytest.fixture(scope="module")
 def rendered() -> dict[str, np.ndarray]:
-    """Eight identities (seed 1, not the seed the estimator's constants were chosen on), 6 frames each at 128 px,
-    upsampled to 256 for dlib as the metrics do; ground truth rescaled to 256 px."""
+    """Eight identities (seed 1, not the seed the estimator's constants were chosen on), 24 frames each at 128 px,
+    upsampled to 256 for dlib as the metrics do; ground truth rescaled to 256 px. (24, not 6: since generator
+    version 3 a clip's first frames hold fewer mouth openings, and the AU check needs positives.)"""
     backend = get_landmark_backend("dlib")
     truth_points, poses, units, detected, detected_pose, detected_units = [], [], [], [], [], []
     for index in range(8):
-        video, truth = render_video(index, index % 3, 6, 128, seed=1)
+        video, truth = render_video(index, index % 3, 24, 128, seed=1)
         gt_units = ground_truth_action_units(truth["identity_coeffs"], truth["expression"])
         truth_points.append((truth["landmarks"] + 0.5) * 2.0 - 0.5)
         poses.append(truth["pose"])
@@ -259,7 +260,9 @@ def test_pose_on_ground_truth_landmarks(rendered: dict[str, np.ndarray]) -> None
     fit = fit_pose(rendered["truth_points"], landmark_sigma=1e-3)
     error = np.abs(fit.pose - rendered["pose"])
     print("pose error on ground-truth landmarks: mean", error.mean(0), "max", error.max(0))
-    assert (error.mean(0) < 0.05).all() and (error.max(0) < 0.5).all()
+    # Since generator version 3 the clips turn through about +-25 deg of yaw; the fit's yaw error grows at large
+    # turns (at most 0.09 deg mean and 0.6 deg max measured) but stays far below a degree.
+    assert (error.mean(0) < 0.15).all() and (error.max(0) < 1.0).all()
     assert np.abs(fit.pose).max() > 5.0  # the trajectories do turn the head
 
 

@@ -8,13 +8,12 @@ same-identity L1 than copying the source frame. It fails with the old recipe (Py
 initialisation: the outputs settle on the dataset-mean gray image).
 
 Status: the current recipe does not pass yet (measured: L1 0.106 against copy-source's 0.071 after 200 steps, see
-the model README), so the test is an ``xfail`` (not strict) that reports the gap in every run; remove the marker
-once a recipe passes it.
+the model README), so the test is a strict ``xfail``: it reports the gap in every run and fails the run as soon as
+a recipe passes it, so that the marker is removed then.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import lightning as L
@@ -23,29 +22,19 @@ import torch
 import yaml
 
 import reenact.models
+from learning_support import l1_against_copy_source, tiny_set
 from reenact.comparison.plan import STEP_HPARAMS
 
 PRESET = Path(__file__).resolve().parents[1] / "conf" / "fsrt" / "tiny.yaml"
 STEPS = 200  # optimiser steps of the shortened schedule (the preset's max_steps scaled down)
 
 
-def _eval_root(data: Path, root: Path) -> Path:
-    """A dataset whose test split is the training split (the fixed set trained on)."""
-    root.mkdir()
-    (root / "annotations").mkdir()
-    for split in ("train", "test"):
-        os.symlink(data / "train", root / split)
-        os.symlink(data / "annotations" / "train", root / "annotations" / split)
-    return root
-
-
 @pytest.mark.xfail(reason="fsrt tiny recipe does not yet beat copy-source at CPU scale (README: Training recipe "
-                          "at CPU scale)", strict=False)
+                          "at CPU scale)", strict=True)
 def test_fsrt_tiny_recipe_beats_copy_source_on_a_tiny_set(tmp_path: Path) -> None:
     from reenact.data import ReenactDataModule
-    from reenact.data.synthetic import generate_dataset
 
-    data_root = generate_dataset(tmp_path / "data", videos=8, frames=24, size=64, seed=3, progress=False)
+    data_root = tiny_set(tmp_path)
     config = yaml.safe_load(PRESET.read_text())
     model_config = dict(config["model"])
     scale = STEPS / config["trainer"]["max_steps"]
@@ -64,21 +53,9 @@ def test_fsrt_tiny_recipe_beats_copy_source_on_a_tiny_set(tmp_path: Path) -> Non
         trainer.fit(model, datamodule=train)
         assert int(model.train_iteration) > model_config["kp_pretrain_steps"] + model_config["phase3_start"]
 
-        evaluation = ReenactDataModule(root=str(_eval_root(data_root, tmp_path / "eval")), image_size=64,
-                                       batch_size=1, eval_frame_stride=4, eval_min_source_distance=8,
-                                       eval_source_placement="ends")
-        evaluation.setup("test")
-        model.eval()
-        model_l1, copy_l1 = [], []
-        with torch.no_grad():
-            for batch in evaluation.test_dataloader()[0]:
-                source, driving = batch["source"], batch["driving"]
-                generated = model.generate_video(source, driving, False)
-                model_l1.append((generated - driving).abs().mean().item())
-                copy_l1.append((source[:, :1] - driving).abs().mean().item())
+        model_mean, copy_mean = l1_against_copy_source(model, data_root, tmp_path)
     finally:
         torch.set_num_threads(threads)
-    model_mean, copy_mean = sum(model_l1) / len(model_l1), sum(copy_l1) / len(copy_l1)
     assert model_mean < copy_mean, f"fsrt L1 {model_mean:.4f} is not below copy-source's {copy_mean:.4f}"
 
 
