@@ -36,6 +36,7 @@ from reenact.data.datasets import (
 from reenact.data.discovery import DatasetError, VideoRecord, discover, identities, read_meta
 from reenact.data.protocols import (
     PROTOCOLS,
+    SOURCE_PLACEMENTS,
     CrossIdentityDataset,
     SameIdentityDataset,
     collate_single,
@@ -148,8 +149,6 @@ class ReenactDataModule(L.LightningDataModule):
         if eval_num_sources < 1:
             raise ValueError(f"eval_num_sources must be >= 1, got {eval_num_sources}")
         self.eval_num_sources = eval_num_sources
-        from reenact.data.protocols import SOURCE_PLACEMENTS
-
         if eval_frame_stride < 1 or eval_min_source_distance < 0 or eval_source_placement not in SOURCE_PLACEMENTS:
             raise ValueError("eval_frame_stride must be >= 1, eval_min_source_distance >= 0 and "
                              f"eval_source_placement one of {SOURCE_PLACEMENTS}; got {eval_frame_stride}, "
