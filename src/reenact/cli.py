@@ -76,10 +76,16 @@ def _checkpoint_info(path: str) -> tuple[str | None, dict[str, Any]]:
     checkpoint_path = Path(path)
     if not checkpoint_path.is_file():
         raise SystemExit(f"reenact: checkpoint {checkpoint_path} not found")
+    if checkpoint_path.stat().st_size == 0:
+        raise SystemExit(f"reenact: checkpoint {checkpoint_path} is empty (0 bytes); was its writing interrupted?")
     try:
         checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise SystemExit(f"reenact: {checkpoint_path} is not a readable checkpoint ({error})") from error
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise SystemExit(f"reenact: {checkpoint_path} is not a readable checkpoint ({reason})") from None
+    if not isinstance(checkpoint, dict):
+        raise SystemExit(f"reenact: {checkpoint_path} is not a reenact checkpoint (it holds a "
+                         f"{type(checkpoint).__name__}, not a dict)")
     info = checkpoint.get("reenact") or {}
     hyper_parameters = {k: v for k, v in (checkpoint.get("hyper_parameters") or {}).items() if not k.startswith("_")}
     return info.get("model"), hyper_parameters
@@ -98,6 +104,8 @@ def run_lightning(command: str, args: list[str]) -> int:
     args = list(args)
     name = _pop_option(args, "--model")
     preset = _pop_option(args, "--preset") or "tiny"
+    untrained = "--untrained" in args
+    args = [a for a in args if a != "--untrained"]
     checkpoint = _pop_option(args, "--ckpt")
     if checkpoint is not None:
         args += ["--ckpt_path", checkpoint]
@@ -120,7 +128,7 @@ def run_lightning(command: str, args: list[str]) -> int:
 
     from reenact.data import ReenactDataModule
     from reenact.registry import get_entry, preset_path
-    from reenact.training import trainer_defaults
+    from reenact.training import follow_default_root_dir, trainer_defaults
 
     try:
         entry = get_entry(name)
@@ -130,14 +138,21 @@ def run_lightning(command: str, args: list[str]) -> int:
     model_class = entry.load_class()
     if command == "fit" and not model_class.trainable:
         raise SystemExit(f"reenact: {name} has nothing to train; evaluate it with `reenact test --model {name}`")
+    asks_help = any(a in ("-h", "--help", "--print_config") or a.startswith("--print_config=") for a in args)
+    if (command != "fit" and model_class.trainable and checkpoint is None and not untrained and not asks_help):
+        raise SystemExit(
+            f"reenact {command}: {name} is a learned model and no checkpoint was given, so its weights are random. "
+            f"Give --ckpt_path CKPT (e.g. runs/{name}/version_0/checkpoints/last.ckpt), or --untrained to score "
+            "the initial weights on purpose (the results then say so).")
+    stored_config = None
     if hyper_parameters:
         # Evaluate a checkpoint with the architecture it was trained with, not the preset's.
         import yaml
 
-        handle, stored = tempfile.mkstemp(suffix=".yaml", prefix="reenact-ckpt-")
+        handle, stored_config = tempfile.mkstemp(suffix=".yaml", prefix="reenact-ckpt-")
         with os.fdopen(handle, "w") as stream:
             yaml.safe_dump({"model": hyper_parameters}, stream)
-        config_files.append(stored)
+        config_files.append(stored_config)
 
     class ReenactCLI(LightningCLI):
         def add_arguments_to_parser(self, parser: Any) -> None:
@@ -148,16 +163,26 @@ def run_lightning(command: str, args: list[str]) -> int:
             # `--model.relative true` would be ignored; they are a default config file here instead.
             return
 
-    ReenactCLI(
-        model_class=model_class,
-        datamodule_class=ReenactDataModule,
-        subclass_mode_model=False,
-        trainer_defaults=trainer_defaults(name),
-        seed_everything_default=0,
-        parser_kwargs={command: {"default_config_files": config_files}},
-        save_config_kwargs={"overwrite": True},
-        args=[command, *args],
-    )
+        def before_instantiate_classes(self) -> None:
+            follow_default_root_dir(self.config[self.subcommand].trainer, name)
+
+        def after_instantiate_classes(self) -> None:
+            self.model.untrained_evaluation = untrained and checkpoint is None
+
+    try:
+        ReenactCLI(
+            model_class=model_class,
+            datamodule_class=ReenactDataModule,
+            subclass_mode_model=False,
+            trainer_defaults=trainer_defaults(name),
+            seed_everything_default=0,
+            parser_kwargs={command: {"default_config_files": config_files}},
+            save_config_kwargs={"overwrite": True},
+            args=[command, *args],
+        )
+    finally:
+        if stored_config is not None:
+            Path(stored_config).unlink(missing_ok=True)
     return 0
 
 
@@ -167,9 +192,23 @@ def _output_path(out: str, overwrite: bool, command: str) -> Path:
     from reenact.data.video import check_writable
 
     try:
-        return check_writable(out, overwrite)
+        target = check_writable(out, overwrite)
+        check_writable(sidecar_path(target), overwrite)  # the JSON summary written beside it
     except FileExistsError as error:
         raise SystemExit(f"reenact {command}: {error}") from None
+    # Probe the folder now (create it, write and remove a scratch file), not after all frames are generated.
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.probe"):
+            pass
+    except OSError as error:
+        raise SystemExit(f"reenact {command}: cannot write {target}: {error.strerror or error}") from None
+    return target
+
+
+def sidecar_path(out: Path) -> Path:
+    """``OUT.json``: the machine-readable summary ``predict``/``edit`` write beside their output."""
+    return out.with_suffix(out.suffix + ".json")
 
 
 def _read_frames(path: str | Path, size: int, command: str, max_frames: int | None = None,
@@ -196,6 +235,28 @@ def _read_frames(path: str | Path, size: int, command: str, max_frames: int | No
 
 
 # --------------------------------------------------------------------------------------------- predict
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (so ``--max-frames 0`` is an error, not a 1-frame video)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    """argparse type: a number > 0 (frame rates)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value:g}")
+    return value
+
+
 def _predict_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="reenact predict",
@@ -203,15 +264,18 @@ def _predict_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--model", help="registry name; read from the checkpoint when omitted")
     parser.add_argument("--preset", default="tiny", help="preset used when no checkpoint is given (default: tiny)")
-    parser.add_argument("--ckpt", help="reenact checkpoint (.ckpt); required for learned models")
-    parser.add_argument("--source", required=True, help="source image (PNG/JPG) or video (its first frame is used)")
-    parser.add_argument("--driving", required=True, help="driving video file or folder of frames")
-    parser.add_argument("--out", required=True, help="output video (.mp4/.mov/.avi/.gif)")
+    parser.add_argument("--ckpt", "--ckpt_path", dest="ckpt",
+                        help="reenact checkpoint (.ckpt); required for learned models")
+    parser.add_argument("-s", "--source", required=True,
+                        help="source image (PNG/JPG) or video (its first frame is used)")
+    parser.add_argument("-d", "--driving", required=True, help="driving video file or folder of frames")
+    parser.add_argument("-o", "--out", required=True, help="output video (.mp4/.mov/.avi/.gif)")
     parser.add_argument("--relative", action="store_true", help="relative motion transfer (FOMM) instead of absolute")
     parser.add_argument("--side-by-side", action="store_true", help="write source | driving | generated panels")
-    parser.add_argument("--max-frames", type=int, help="use at most this many driving frames")
-    parser.add_argument("--fps", type=float, help="output frame rate (default: the driving video's)")
-    parser.add_argument("--chunk", type=int, default=16, help="driving frames generated per step (default: 16)")
+    parser.add_argument("--max-frames", type=_positive_int, help="use at most this many driving frames")
+    parser.add_argument("--fps", type=_positive_float, help="output frame rate (default: the driving video's)")
+    parser.add_argument("--chunk", type=_positive_int, default=16,
+                        help="driving frames generated per step (default: 16)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     parser.add_argument("--crop-source", action="store_true",
@@ -225,7 +289,7 @@ def run_predict(args: list[str]) -> int:
     import torch
     from rich.progress import Progress
 
-    from reenact.data.video import video_fps, write_video
+    from reenact.data.video import atomic_write_json, video_fps, write_video
     from reenact.models import create_model, load_from_checkpoint
 
     out = _output_path(options.out, options.overwrite, "predict")
@@ -273,8 +337,7 @@ def run_predict(args: list[str]) -> int:
         "size": size, "fps": fps, "relative": options.relative, "seconds": round(seconds, 3),
         "ms_per_frame": round(1000 * seconds / max(1, frames.shape[0]), 2),
     }
-    json_path = out.with_suffix(out.suffix + ".json")
-    json_path.write_text(json.dumps(summary, indent=2) + "\n")
+    json_path = atomic_write_json(sidecar_path(out), summary)
     console.print(f"wrote {out} ({frames.shape[0]} frames, {fps:g} fps) and {json_path}")
     return 0
 
@@ -350,8 +413,9 @@ def run_edit(args: list[str]) -> int:
                     "--pitch 0 --roll 0), expression coefficients set/offset/scaled or taken from another image.",
     )
     parser.add_argument("--model", help="registry name (read from the checkpoint when omitted)")
-    parser.add_argument("--ckpt", required=True, help="trained checkpoint of a model that supports editing (lpmm)")
-    parser.add_argument("--source", required=True, help="identity image (PNG/JPG) or a video (first frame)")
+    parser.add_argument("--ckpt", "--ckpt_path", dest="ckpt", required=True,
+                        help="trained checkpoint of a model that supports editing (lpmm, pechead)")
+    parser.add_argument("-s", "--source", required=True, help="identity image (PNG/JPG) or a video (first frame)")
     parser.add_argument("--driving", help="pose image the edit starts from (default: the source)")
     parser.add_argument("--param", action="append", default=[], metavar="I=V",
                         help="add V standard deviations to parameter I (0-based); repeatable")
@@ -374,14 +438,14 @@ def run_edit(args: list[str]) -> int:
     parser.add_argument("--sweep-to", type=float, default=3.0, help="sweep end (default 3)")
     parser.add_argument("--steps", type=int, default=31, help="sweep frames (default 31)")
     parser.add_argument("--fps", type=float, default=15.0, help="sweep video frame rate (default 15)")
-    parser.add_argument("--out", required=True, help="output .png (edit) or .mp4/.gif (sweep)")
+    parser.add_argument("-o", "--out", required=True, help="output .png (edit) or .mp4/.gif (sweep)")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     options = parser.parse_args(args)
 
     import numpy as np
     import torch
 
-    from reenact.data.video import atomic_path, write_video
+    from reenact.data.video import atomic_path, atomic_write_json, write_video
     from reenact.models import load_from_checkpoint
 
     out = _output_path(options.out, options.overwrite, "edit")
@@ -400,6 +464,13 @@ def run_edit(args: list[str]) -> int:
         raise SystemExit(f"reenact edit: {stored_name!r} has no control parameters; editing needs an lpmm or "
                          "pechead checkpoint")
     model = load_from_checkpoint(options.ckpt).eval()
+    if stored_name == "lpmm":
+        # Parameter indices checked before any work, as one clear line (not an IndexError from deep inside).
+        count = model.pca.num_components
+        for flag, indices in (("--param", offsets), ("--set", absolute)):
+            for index in indices:
+                if not 0 <= index < count:
+                    raise SystemExit(f"reenact edit: {flag} {index}: this LPMM has parameters 0..{count - 1}")
     source = _read_frames(options.source, model.image_size, "edit", still=True)
     values = torch.linspace(low, high, options.steps).tolist()
     with torch.no_grad():
@@ -416,10 +487,17 @@ def run_edit(args: list[str]) -> int:
                     index = int(options.sweep)
                 except ValueError:
                     raise SystemExit(f"reenact edit: lpmm sweeps a parameter index, not {options.sweep!r}") from None
+                if not 0 <= index < model.pca.num_components:
+                    raise SystemExit(f"reenact edit: --sweep {index}: this LPMM has parameters "
+                                     f"0..{model.pca.num_components - 1}")
                 frames = control.sweep(model, source, index, values, base=options.base)
             else:
-                frames = control.edit(model, source, offsets, options.preset, driving=driving, set_values=absolute,
-                                      base=options.base, scale=options.scale, presets_path=options.presets)
+                try:
+                    frames = control.edit(model, source, offsets, options.preset, driving=driving,
+                                          set_values=absolute, base=options.base, scale=options.scale,
+                                          presets_path=options.presets)
+                except (KeyError, ValueError) as error:  # unknown preset, preset of another basis, bad file
+                    raise SystemExit(f"reenact edit: {error.args[0]}") from None
     array = (frames.clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
     if options.sweep is not None:
         write_video(out, array, fps=options.fps)
@@ -433,8 +511,7 @@ def run_edit(args: list[str]) -> int:
                "scale": options.scale, "sweep": options.sweep, "range": [low, high], "frames": int(array.shape[0]),
                "pose": {"yaw": options.yaw, "pitch": options.pitch, "roll": options.roll,
                         "relative": options.relative_pose}, "expression_scale": options.expression_scale}
-    json_path = out.with_suffix(out.suffix + ".json")
-    json_path.write_text(json.dumps(summary, indent=2) + "\n")
+    json_path = atomic_write_json(sidecar_path(out), summary)
     console.print(f"wrote {out} and {json_path}")
     return 0
 

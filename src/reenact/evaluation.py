@@ -66,6 +66,8 @@ def results_markdown(payload: dict[str, Any]) -> str:
         f"# Evaluation of `{payload['model']}`",
         "",
         f"- checkpoint: `{payload.get('checkpoint')}`",
+        *(["- **untrained**: a trainable model scored with its initial weights (`--untrained`); these numbers "
+            "measure no learning"] if payload.get("untrained") else []),
         f"- dataset: `{dataset.get('root')}` ({dataset.get('image_size')} px)",
         f"- motion: {'relative' if payload.get('relative') else 'absolute'}",
         f"- reenact {payload.get('reenact_version')}, written {payload.get('created')}",

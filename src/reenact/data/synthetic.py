@@ -80,7 +80,7 @@ import cv2
 import numpy as np
 import torch
 
-from reenact.data.video import atomic_path, write_frame_folder, write_video
+from reenact.data.video import atomic_path, umask_mode, write_frame_folder, write_video
 from reenact.face.dlib_backend import DlibFaceAnalyzer
 from reenact.face.model3d import EXPRESSION_NAMES, FaceModel3D, to_pixels
 
@@ -1164,6 +1164,7 @@ def generate_dataset(
             temporary.write_text(json.dumps(meta, indent=2) + "\n")
         if root.exists():
             root.rmdir()
+        os.chmod(staging, umask_mode(directory=True))
         os.replace(staging, root)
     finally:
         if staging.exists():

@@ -143,9 +143,23 @@ def count_frames(path: str | Path) -> int:
     return len(read_video(path))
 
 
+def umask_mode(directory: bool = False) -> int:
+    """The permissions ``open()``/``mkdir()`` would give a new file (0666) or folder (0777) under the umask.
+
+    ``tempfile.mkstemp``/``mkdtemp`` create 0600/0700 entries whatever the umask; an atomic writer that renames
+    one into place must set these modes itself, or every output would be private to its owner.
+    """
+    mask = os.umask(0)
+    os.umask(mask)
+    return (0o777 if directory else 0o666) & ~mask
+
+
 @contextmanager
 def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; rename it onto ``target`` only if the block succeeds."""
+    """Yield a temporary path beside ``target``; rename it onto ``target`` only if the block succeeds.
+
+    The result has the permissions a plain ``open(target, "w")`` would give it (the umask's), not mkstemp's 0600.
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(
@@ -155,6 +169,7 @@ def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]
     temporary = Path(name)
     try:
         yield temporary
+        os.chmod(temporary, umask_mode())
         os.replace(temporary, target)
     finally:
         if temporary.exists():
@@ -238,6 +253,7 @@ def write_frame_folder(folder: str | Path, frames: np.ndarray, suffix: str = ".p
     try:
         for index, frame in enumerate(np.asarray(frames)):
             Image.fromarray(frame).save(temporary / f"{index:04d}{suffix}")
+        os.chmod(temporary, umask_mode(directory=True))
         os.replace(temporary, folder)
     finally:
         if temporary.exists():

@@ -134,6 +134,29 @@ class ReenactmentModule(L.LightningModule):
         """
         raise NotImplementedError(f"{type(self).__name__} cannot edit images (supports_editing is False)")
 
+    # ------------------------------------------------------------------------------- training-only networks
+    def defer_perceptual_loss(self, factory: Callable[[], nn.Module] | None) -> None:
+        """Register how to build the perceptual loss; it is built when training starts (:meth:`setup`).
+
+        The VGG19 perceptual loss needs the real ImageNet weights file. Building it in ``__init__`` would make
+        inference, parameter counting and checkpoint loading need a file only training uses; its frozen
+        backbone is not in ``state_dict()``, so building it late changes no checkpoint. ``self.perceptual`` is
+        ``None`` until then.
+        """
+        self.perceptual: nn.Module | None = None
+        self._perceptual_factory = factory
+
+    def build_training_networks(self) -> None:
+        """Build what :meth:`defer_perceptual_loss` registered (raises ``MissingWeightsError`` when the VGG19
+        file is absent: before the first step, naming the file and where to put it)."""
+        factory = getattr(self, "_perceptual_factory", None)
+        if factory is not None and getattr(self, "perceptual", None) is None:
+            self.perceptual = factory().to(self.device)
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit":
+            self.build_training_networks()
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["reenact"] = {"model": self.registry_name, "version": reenact.__version__}
 
@@ -304,6 +327,8 @@ class ReenactmentModule(L.LightningModule):
         payload = {
             "model": self.registry_name,
             "checkpoint": str(self.trainer.ckpt_path) if self.trainer.ckpt_path else None,
+            # True only when a trainable model was scored without a checkpoint on purpose (`--untrained`).
+            "untrained": bool(getattr(self, "untrained_evaluation", False)),
             "reenact_version": reenact.__version__,
             "dataset": datamodule.describe() if hasattr(datamodule, "describe") else None,
             "relative": self.relative,

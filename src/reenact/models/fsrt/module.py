@@ -29,7 +29,7 @@ Adam with linear warm-up then exponential decay (``LambdaLR``), as the released 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -261,13 +261,13 @@ class FSRT(ReenactmentModule):
                 block_expansion=disc_block_expansion, num_blocks=disc_num_blocks, max_features=disc_max_features,
                 spectral_norm=False, num_keypoints=num_keypoints, kp_variance=disc_kp_variance, padding=disc_padding,
             )
-        self.perceptual = None
-        if any(w > 0 for w in self.perceptual_weights):
-            from reenact.nn.losses import VGG19Perceptual
+        from reenact.nn.losses import VGG19Perceptual
 
-            # Raises MissingWeightsError here, at construction, when the VGG19 ImageNet weights are absent.
-            # One scale: the released trainer applies VGG19 to the full-resolution frame only.
-            self.perceptual = VGG19Perceptual(weights=self.perceptual_weights, scales=(1.0,))
+        # Built when training starts (ReenactmentModule.setup): inference and loading need no VGG19 file.
+        # One scale: the released trainer applies VGG19 to the full-resolution frame only.
+        weights = tuple(self.perceptual_weights)
+        self.defer_perceptual_loss((lambda: VGG19Perceptual(weights=weights, scales=(1.0,)))
+                                   if any(w > 0 for w in weights) else None)
         # Training iterations done (batches), independent of Lightning's optimizer-step count.
         self.register_buffer("train_iteration", torch.zeros((), dtype=torch.long))
         self._eval_landmarks: tuple[Tensor | None, Tensor | None] | None = None
@@ -298,19 +298,23 @@ class FSRT(ReenactmentModule):
             self._eval_landmarks = None
 
     @torch.no_grad()
-    def generate_video(self, source: Tensor, driving: Tensor, relative: bool) -> Tensor:
+    def generate_video(self, source: Tensor, driving: Tensor, relative: bool, chunk: int | None = None,
+                       on_frames: Callable[[int], None] | None = None) -> Tensor:
         """As the base class, but in relative mode with landmarks the initial frame is the best-matching one
         (chosen over the whole video, shared by all chunks)."""
         landmarks = self._eval_landmarks
         if not (relative and self.hparams.best_frame and landmarks is not None and None not in landmarks):
-            return super().generate_video(source, driving, relative)
+            return super().generate_video(source, driving, relative, chunk=chunk, on_frames=on_frames)
+        chunk = chunk or self.eval_chunk
         index = best_initial_frame(landmarks[0][:, 0], landmarks[1]).to(driving.device)
         initial = driving[torch.arange(driving.shape[0], device=driving.device), index][:, None]
         outputs = []
-        for start in range(0, driving.shape[1], self.eval_chunk):
-            chunk = torch.cat([initial, driving[:, start:start + self.eval_chunk]], dim=1)
-            outputs.append(self.generator.animate(source, chunk, relative=True, adapt_scale=self.hparams.adapt_scale)
-                           [:, 1:])
+        for start in range(0, driving.shape[1], chunk):
+            part = driving[:, start:start + chunk]
+            outputs.append(self.generator.animate(source, torch.cat([initial, part], dim=1), relative=True,
+                                                  adapt_scale=self.hparams.adapt_scale)[:, 1:])
+            if on_frames is not None:
+                on_frames(part.shape[1])
         return torch.cat(outputs, dim=1)
 
     # ------------------------------------------------------------------------------------------ keypoints
@@ -321,6 +325,7 @@ class FSRT(ReenactmentModule):
         load_official(self.generator, kp_detector=path)
 
     def setup(self, stage: str) -> None:
+        super().setup(stage)
         if stage != "fit":
             return
         if self.hparams.kp_detector_path:

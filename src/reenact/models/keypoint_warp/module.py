@@ -57,12 +57,10 @@ class KeypointWarp(ReenactmentModule):
             dense_motion_block_expansion=dense_motion_block_expansion, scale_factor=scale_factor,
             temperature=temperature, warped_source_skip=warped_source_skip,
         )
-        self.perceptual = None
-        if perceptual_weight > 0:
-            from reenact.nn.losses import VGG19Perceptual
+        from reenact.nn.losses import VGG19Perceptual
 
-            # Raises MissingWeightsError here, at construction, when the VGG19 weights are absent.
-            self.perceptual = VGG19Perceptual()
+        # Built when training starts (ReenactmentModule.setup): inference and loading need no VGG19 file.
+        self.defer_perceptual_loss(VGG19Perceptual if perceptual_weight > 0 else None)
 
     def animate(self, source: torch.Tensor, driving: torch.Tensor, *, relative: bool = False) -> torch.Tensor:
         """``source`` [B, S, 3, H, W] (first frame used), ``driving`` [B, T, 3, H, W] -> [B, T, 3, H, W]."""

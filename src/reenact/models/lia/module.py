@@ -95,12 +95,10 @@ class LIA(ReenactmentModule):
             size=image_size, channel_base=disc_channel_base or channel_base,
             channel_max=disc_channel_max or channel_max,
         )
-        self.perceptual = None
-        if perceptual_weight > 0:
-            from reenact.nn.losses import VGG19Perceptual
+        from reenact.nn.losses import VGG19Perceptual
 
-            # Raises MissingWeightsError here, at construction, when the VGG19 weights are absent.
-            self.perceptual = VGG19Perceptual()
+        # Built when training starts (ReenactmentModule.setup): inference and loading need no VGG19 file.
+        self.defer_perceptual_loss(VGG19Perceptual if perceptual_weight > 0 else None)
 
     def generator_config(self) -> dict[str, int]:
         """Keyword arguments that rebuild :attr:`generator` (used by LPMM to load this model as its backbone)."""

@@ -46,9 +46,61 @@ if TYPE_CHECKING:
 
 PRESET_FORMAT = "reenact-lpmm-presets"
 PRESET_VERSION = 1
-#: Default preset library: ``$REENACT_LPMM_PRESETS`` or ``~/.config/reenact/lpmm_presets.json``.
-DEFAULT_PRESET_FILE = Path(os.environ.get("REENACT_LPMM_PRESETS",
-                                          Path.home() / ".config" / "reenact" / "lpmm_presets.json"))
+
+
+def default_preset_file() -> Path:
+    """The user's preset library: ``$REENACT_LPMM_PRESETS``, else ``$REENACT_CACHE/lpmm_presets.json`` (the
+    project's one folder, ``~/.cache/reenact`` by default; moving ``$REENACT_CACHE`` moves the presets too)."""
+    explicit = os.environ.get("REENACT_LPMM_PRESETS")
+    if explicit:
+        return Path(explicit).expanduser()
+    cache = os.environ.get("REENACT_CACHE") or Path.home() / ".cache" / "reenact"
+    return Path(cache).expanduser() / "lpmm_presets.json"
+
+
+#: Built-in expression presets, defined in landmark space so that they apply to any fitted basis: each is a
+#: displacement of iBUG-68 points in units of the inter-ocular distance of the basis' mean shape (``+y`` is
+#: down the image). :func:`builtin_preset_values` projects the displacement onto the model's parameters
+#: (``delta p = E_k delta L``, Eq. 1 is linear) and expresses it in standard deviations. What a basis cannot
+#: express (e.g. a motion its training faces never made) is lost in the projection, as with any LPMM edit.
+BUILTIN_PRESETS: dict[str, tuple[str, tuple[tuple[tuple[int, ...], float, float], ...]]] = {
+    "surprise": ("brows raised, eyes wide, jaw dropped", (
+        ((17, 18, 19, 20, 21, 22, 23, 24, 25, 26), 0.0, -0.12),
+        ((37, 38, 43, 44), 0.0, -0.04),
+        ((6, 7, 8, 9, 10), 0.0, 0.20),
+        ((55, 56, 57, 58, 59, 65, 66, 67), 0.0, 0.22),
+    )),
+    "smile": ("mouth corners out and up", (
+        ((48, 60), -0.10, -0.06),
+        ((54, 64), 0.10, -0.06),
+        ((49, 53), 0.0, -0.03),
+    )),
+    "open_mouth": ("jaw dropped, lips apart", (
+        ((5, 6, 7, 8, 9, 10, 11), 0.0, 0.25),
+        ((55, 56, 57, 58, 59, 65, 66, 67), 0.0, 0.30),
+    )),
+    "eyes_closed": ("upper lids down onto the lower ones", (
+        ((37, 38, 43, 44), 0.0, 0.07),
+    )),
+    "brows_raised": ("both brows up", (
+        ((17, 18, 19, 20, 21, 22, 23, 24, 25, 26), 0.0, -0.14),
+    )),
+}
+
+
+def builtin_preset_values(model: LPMM, name: str) -> dict[int, float]:
+    """Built-in preset ``name`` (:data:`BUILTIN_PRESETS`) as parameter offsets ``{index: std}`` of ``model``."""
+    if name not in BUILTIN_PRESETS:
+        raise KeyError(f"no built-in LPMM preset {name!r}; built-in: {', '.join(sorted(BUILTIN_PRESETS))}")
+    mean = model.pca.mean.detach().to(torch.float64).cpu().unflatten(-1, (68, 2))
+    interocular = float((mean[36] - mean[45]).norm())
+    displacement = torch.zeros(68, 2, dtype=torch.float64)
+    for points, dx, dy in BUILTIN_PRESETS[name][1]:
+        displacement[list(points)] += torch.tensor([dx, dy], dtype=torch.float64) * interocular
+    basis = model.pca.basis().detach().to(torch.float64).cpu()
+    std = model.pca.std.detach().to(torch.float64).cpu().clamp_min(1e-12)
+    values = (basis @ displacement.flatten()) / std
+    return {index: float(value) for index, value in enumerate(values.tolist())}
 
 
 # ------------------------------------------------------------------------------------- parameter algebra
@@ -91,7 +143,7 @@ class PresetLibrary:
     """Named parameter presets in a JSON file (values in standard deviations, 0-based indices)."""
 
     def __init__(self, path: str | Path | None = None) -> None:
-        self.path = Path(path) if path is not None else DEFAULT_PRESET_FILE
+        self.path = Path(path) if path is not None else default_preset_file()
         self.presets: dict[str, dict[str, Any]] = {}
         if self.path.is_file():
             self._read()
@@ -143,7 +195,14 @@ class PresetLibrary:
         return self.path
 
     def apply(self, name: str, params: Tensor, model: LPMM, scale: float = 1.0) -> Tensor:
-        """``params`` + ``scale`` times preset ``name`` (checked against ``model``'s basis)."""
+        """``params`` + ``scale`` times preset ``name`` (checked against ``model``'s basis). A name the library
+        does not hold but :data:`BUILTIN_PRESETS` does is the built-in preset, projected onto ``model``'s basis;
+        a user preset of the same name takes precedence."""
+        if name not in self.presets and name in BUILTIN_PRESETS:
+            return offset_params(params, builtin_preset_values(model, name), model.pca.std, scale)
+        if name not in self.presets:
+            raise KeyError(f"no LPMM preset {name!r} in {self.path} (presets: {', '.join(self.names()) or 'none'}) "
+                           f"and no built-in one (built-in: {', '.join(sorted(BUILTIN_PRESETS))})")
         values = self.get(name)
         self.check(name, model)
         return offset_params(params, values, model.pca.std, scale)
@@ -185,7 +244,8 @@ def edit(model: LPMM, source: Tensor, params: dict[int, float] | None = None, pr
         model: a trained :class:`~reenact.models.lpmm.module.LPMM`.
         source: the identity image, ``[3, H, W]`` or ``[B, 3, H, W]`` in ``[0, 1]``.
         params: offsets ``{index: value}`` in standard deviations, added to the pose (``--param 3=+1.5``).
-        preset: a preset name in the library (``presets_path``, default :data:`DEFAULT_PRESET_FILE`), or the
+        preset: a preset name in the library (``presets_path``, default :func:`default_preset_file`) or a
+            built-in one (:data:`BUILTIN_PRESETS`), or the
             path of a ``.json`` library holding exactly one preset; added on top.
         driving: the pose image (default: ``source`` itself); ``[3, H, W]`` or ``[B, 3, H, W]``.
         set_values: ``{index: value}`` set absolutely (in standard deviations) before the offsets.

@@ -150,12 +150,10 @@ class PECHead(ReenactmentModule):
             scales=(1.0, 0.5), block_expansion=disc_block_expansion, num_blocks=disc_num_blocks,
             max_features=disc_max_features, spectral_norm=True, padding=disc_padding,
         )
-        self.perceptual = None
-        if perceptual_weight > 0:
-            from reenact.nn.losses import VGG19Perceptual
+        from reenact.nn.losses import VGG19Perceptual
 
-            # Raises MissingWeightsError here, at construction, when the VGG19 weights are absent.
-            self.perceptual = VGG19Perceptual()
+        # Built when training starts (ReenactmentModule.setup): inference and loading need no VGG19 file.
+        self.defer_perceptual_loss(VGG19Perceptual if perceptual_weight > 0 else None)
         # CAP's frame flow only runs when consecutive source frames differ (training clips, video sources).
         self.frame_flow = FrameFlow(frame_flow) if use_cap else None
         if self.frame_flow is not None:
