@@ -13,7 +13,9 @@ from reenact.cli import main
 from reenact.data import check_dataset
 from reenact.data.discovery import discover
 from reenact.data.preprocess import (
+    InputFile,
     NoFaceError,
+    assign_test_identities,
     crop_frame,
     crop_image,
     find_inputs,
@@ -104,7 +106,7 @@ def test_preprocess_videos_to_a_checked_dataset(tmp_path: Path, capsys: pytest.C
     report = check_dataset(out, require_annotations=True, image_size=SIZE)
     assert report.ok, [problem.message for problem in report.problems]
     data = json.loads((out / "preprocess.json").read_text())
-    assert data["counts"] == {"processed": 2, "skipped-existing": 0, "no-face": 1, "unreadable": 1}
+    assert data["counts"] == {"processed": 2, "skipped-existing": 0, "no-face": 1, "too-short": 0, "unreadable": 1}
     status = {Path(record["input"]).name: record for record in data["inputs"]}
     assert status["grey.mp4"]["status"] == "no-face" and status["grey.mp4"]["outputs"] == []
     assert status["broken.mp4"]["status"] == "unreadable" and "broken.mp4" in status["broken.mp4"]["message"]
@@ -171,6 +173,48 @@ def test_preprocess_resumes_and_overwrites(tmp_path: Path) -> None:
     assert set(statuses()) == {"alice.mp4", "grey.mp4"}
 
 
+def test_preprocess_fails_when_nothing_is_usable_and_never_writes_one_frame_clips(tmp_path: Path) -> None:
+    pytest.importorskip("dlib")
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    write_video(raw / "grey.mp4", np.full((3, 64, 64, 3), 90, np.uint8))
+    frames, _ = render_video(2, 0, frames=1, size=128, seed=5)
+    write_video(raw / "still.mp4", frames)  # one frame with a face: not a clip
+    assert main(["preprocess", str(raw), str(out), "--size", "64"]) == 1  # was 0 with nothing written
+    data = json.loads((out / "preprocess.json").read_text())
+    status = {Path(record["input"]).name: record for record in data["inputs"]}
+    assert status["still.mp4"]["status"] == "too-short" and "at least 2" in status["still.mp4"]["message"]
+    assert not list((out / "train").glob("*")) if (out / "train").exists() else True
+
+
+def test_preprocess_refuses_to_mix_output_settings(tmp_path: Path) -> None:
+    pytest.importorskip("dlib")
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    _off_centre_video(raw / "alice.mp4", 1, (150, 60))
+    assert main(["preprocess", str(raw), str(out), "--size", "64"]) == 0
+    recorded = (out / "preprocess.json").read_text()
+    # A re-run with another size used to "skip" the 64 px outputs and record size 48.
+    with pytest.raises(SystemExit, match="size: 64 there, 48 now"):
+        main(["preprocess", str(raw), str(out), "--size", "48"])
+    assert (out / "preprocess.json").read_text() == recorded
+    assert main(["preprocess", str(raw), str(out), "--size", "48", "--overwrite"]) == 0
+    assert read_video(out / "train" / "alice.mp4").shape[1:3] == (48, 48)
+
+
+def test_test_fraction_splits_by_identity(tmp_path: Path) -> None:
+    inputs = [InputFile(tmp_path / f"{person}/{clip}.mp4", "video", "train", f"{person}#{clip}")
+              for person in ("ann", "bob", "cat", "dan", "eve") for clip in ("a", "b")]
+    inputs.append(InputFile(tmp_path / "face.png", "image", "train", "face"))
+    split = assign_test_identities(inputs, 0.4)
+    test_ids = {item.name.split("#")[0] for item in split if item.split == "test"}
+    train_ids = {item.name.split("#")[0] for item in split if item.split == "train" and item.kind == "video"}
+    assert len(test_ids) == 2 and not test_ids & train_ids and len(train_ids) == 3
+    assert sum(item.split == "test" for item in split) == 4  # both clips of each test identity
+    assert assign_test_identities(inputs, 0.4) == split  # a re-run picks the same identities
+    assert next(item for item in split if item.kind == "image").split == "train"
+    with pytest.raises(ValueError, match="at least 2 identities"):
+        assign_test_identities(inputs[:2], 0.5)
+
+
 def test_single_image_crop(tmp_path: Path) -> None:
     pytest.importorskip("dlib")
     from skimage import data as skimage_data
@@ -198,8 +242,8 @@ def test_single_image_crop(tmp_path: Path) -> None:
     assert extent.max() > 0.5 * SIZE  # 90 of 512 px before cropping
     record = json.loads((out / "preprocess.json").read_text())["inputs"][0]
     assert record["status"] == "processed" and record["outputs"][0]["path"] == "images/face.png"
-    # An image without a face is reported, not raised.
-    assert main(["preprocess", str(grey), str(out), "--size", str(SIZE)]) == 0
+    # An image without a face is reported, not raised; a run whose every input failed exits with status 1.
+    assert main(["preprocess", str(grey), str(out), "--size", str(SIZE)]) == 1
     records = {Path(r["input"]).name: r for r in json.loads((out / "preprocess.json").read_text())["inputs"]}
     assert records["grey.png"]["status"] == "no-face" and not (out / "images" / "grey.png").exists()
     # The file describes everything in OUT: the earlier run's face.jpg stays listed.

@@ -70,7 +70,11 @@ FOREHEAD = 0.25
 #: Sub-folder of OUT (and pseudo-split of ``annotations/``) holding cropped single images.
 IMAGE_DIR = "images"
 SUMMARY_FILE = "preprocess.json"
-STATUSES = ("processed", "skipped-existing", "no-face", "unreadable")
+STATUSES = ("processed", "skipped-existing", "no-face", "too-short", "unreadable")
+#: Fewest frames of a stored clip: the dataset checks (and every training sampler) need a source and a driving frame.
+MIN_CLIP_FRAMES = 2
+#: Settings that change what an output holds: a re-run with other values must redo the outputs, not skip them.
+OUTPUT_SETTINGS = ("size", "increase", "iou_threshold", "video_format", "backend")
 
 
 class NoFaceError(ValueError):
@@ -274,9 +278,12 @@ class PreprocessConfig:
     video_format: str = "mp4"
     split: str = "auto"
     overwrite: bool = False
+    test_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         problems = []
+        if not 0 <= self.test_fraction < 1:
+            problems.append(f"test_fraction must be in [0, 1), got {self.test_fraction}")
         if self.size < 16:
             problems.append(f"size must be >= 16, got {self.size}")
         if self.increase < 0:
@@ -449,11 +456,17 @@ def preprocess_input(item: InputFile, out: Path, config: PreprocessConfig,
     if count == 0:
         result.status, result.message = "unreadable", f"{item.path}: holds no decodable frame"
         return result
-    segments, result.dropped_frames = split_segments(detections, count, config.iou_threshold,
-                                                      min_frames=1 if item.kind == "image" else config.min_frames)
+    shortest = 1 if item.kind == "image" else max(MIN_CLIP_FRAMES, config.min_frames)
+    segments, result.dropped_frames = split_segments(detections, count, config.iou_threshold, min_frames=shortest)
     if not segments:
         result.status = "no-face"
         result.message = f"no face in any of {len(detections)} sampled frame(s)"
+        return result
+    if item.kind == "video" and all(segment.end - segment.start < MIN_CLIP_FRAMES for segment in segments):
+        # A 1-frame "video" would be written and then rejected by `reenact data check` and every sampler.
+        result.status = "too-short"
+        result.message = (f"{count} frame(s) with a face; a clip needs at least {MIN_CLIP_FRAMES} "
+                          "(preprocess it as an image instead: give it a .png/.jpg name)")
         return result
     # Pass 2: crop every frame of every segment with its one box.
     boxes = [square_crop_box(np.stack(segment.boxes), config.increase) for segment in segments]
@@ -521,9 +534,13 @@ def preprocess(source: str | Path, out: str | Path, config: PreprocessConfig | N
     """
     config = config or PreprocessConfig()
     inputs = find_inputs(source, config.split)
+    if config.test_fraction > 0:
+        inputs = assign_test_identities(inputs, config.test_fraction)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out}: output exists and is not a folder")
+    if not config.overwrite:
+        _check_same_settings(out, config)
     _require_backend(config.backend)
     out.mkdir(parents=True, exist_ok=True)
     previous = _previous_results(out)
@@ -537,6 +554,42 @@ def preprocess(source: str | Path, out: str | Path, config: PreprocessConfig | N
         if on_input is not None:
             on_input(item, result)
     return summary
+
+
+def assign_test_identities(inputs: list[InputFile], fraction: float, seed: int = 0) -> list[InputFile]:
+    """Move the videos of ``round(fraction * identities)`` identities (at least 1) from ``train`` to ``test``.
+
+    Identities are the ``<identity>`` part of ``<identity>#<clip>`` names (a file directly in IN is its own
+    identity), so no identity is in both splits: cross-identity evaluation needs unseen faces. The choice is a
+    seeded shuffle of the sorted identities, so a re-run (resuming) picks the same ones. Videos already under a
+    ``test/`` or ``val/`` folder of IN, and images, keep their place.
+
+    Raises ``ValueError`` when fewer than 2 identities are in ``train`` (nothing would be left to train on).
+    """
+    train_ids = sorted({item.name.split("#", 1)[0] for item in inputs
+                        if item.kind == "video" and item.split == "train"})
+    if len(train_ids) < 2:
+        raise ValueError(f"--test-fraction needs videos of at least 2 identities (<identity>/<clip> folders or "
+                         f"files), found {len(train_ids)}")
+    count = min(len(train_ids) - 1, max(1, round(fraction * len(train_ids))))
+    order = np.random.default_rng(seed).permutation(len(train_ids))
+    chosen = {train_ids[i] for i in order[:count]}
+    return [InputFile(item.path, item.kind, "test", item.name)
+            if item.kind == "video" and item.split == "train" and item.name.split("#", 1)[0] in chosen else item
+            for item in inputs]
+
+
+def _check_same_settings(out: Path, config: PreprocessConfig) -> None:
+    """Refuse, before any work, to add to (or skip into) outputs made with other output settings."""
+    try:
+        earlier = json.loads((out / SUMMARY_FILE).read_text()).get("config") or {}
+    except (OSError, ValueError, AttributeError):
+        return
+    changed = [f"{key}: {earlier[key]!r} there, {getattr(config, key)!r} now" for key in OUTPUT_SETTINGS
+               if key in earlier and earlier[key] != getattr(config, key)]
+    if changed:
+        raise ValueError(f"{out} holds outputs made with other settings ({'; '.join(changed)}); pass --overwrite "
+                         "to redo them with the new settings, or choose another OUT")
 
 
 # -------------------------------------------------------------------------------------------- CLI
@@ -575,12 +628,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help="landmark backend: dlib (default), face-alignment, mediapipe")
     parser.add_argument("--format", dest="video_format", choices=("mp4", "png"), default="mp4",
                         help="store clips as H.264 mp4 (default) or as folders of PNG frames")
+    parser.add_argument("--test-fraction", type=float, default=0.0,
+                        help="put the videos of this fraction of the identities (<identity>/<clip>...) into test/, "
+                             "identity-disjoint from train/ (default: 0; e.g. 0.2 gives a trainable, testable "
+                             "dataset)")
     parser.add_argument("--overwrite", action="store_true", help="redo inputs whose outputs already exist")
     return parser
 
 
 def run_preprocess(args: list[str]) -> int:
-    """``reenact preprocess`` entry point; returns the exit status (0, also when some inputs were skipped)."""
+    """``reenact preprocess`` entry point; returns the exit status: 0 when at least one input gave (or already
+    had) an output, 1 when none did (every input faceless, too short or unreadable)."""
     options = build_parser().parse_args(args)
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -592,7 +650,7 @@ def run_preprocess(args: list[str]) -> int:
             size=options.size, increase=options.increase, iou_threshold=options.iou_threshold,
             min_frames=options.min_frames, stride=options.stride, detect_size=options.detect_size,
             backend=options.backend, video_format=options.video_format, split=options.split,
-            overwrite=options.overwrite,
+            overwrite=options.overwrite, test_fraction=options.test_fraction,
         )
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console, transient=True) as progress:
@@ -615,7 +673,7 @@ def run_preprocess(args: list[str]) -> int:
         table.add_column(status)
     table.add_row(*(str(counts[status]) for status in STATUSES))
     console.print(table)
-    problems = summary.by_status("no-face") + summary.by_status("unreadable")
+    problems = summary.by_status("no-face") + summary.by_status("too-short") + summary.by_status("unreadable")
     if problems:
         detail = Table(title="inputs without output")
         for column in ("input", "status", "why"):
@@ -627,12 +685,16 @@ def run_preprocess(args: list[str]) -> int:
     for path in images[:5]:
         console.print(f"cropped image: {Path(options.out) / path}")
     console.print(f"summary: {Path(options.out) / SUMMARY_FILE}")
+    if not summary.by_status("processed") and not summary.by_status("skipped-existing"):
+        console.print(f"[red]reenact preprocess: no input of {options.input} gave an output[/red]")
+        return 1
     return 0
 
 
 __all__ = [
     "FOREHEAD", "INPUT_IMAGE_SUFFIXES", "INPUT_VIDEO_SUFFIXES", "InputFile", "InputResult", "NoFaceError",
-    "PreprocessConfig", "PreprocessSummary", "Segment", "box_iou", "build_parser", "crop_frame", "crop_image",
+    "PreprocessConfig", "PreprocessSummary", "Segment", "assign_test_identities", "box_iou", "build_parser",
+    "crop_frame", "crop_image",
     "detect_face_box", "face_box", "find_inputs", "load_cropped_source", "preprocess", "preprocess_input",
     "run_preprocess", "split_segments", "square_crop_box",
 ]
