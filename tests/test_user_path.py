@@ -96,6 +96,11 @@ def test_fit_config_reruns_outputs_follow_root_dir_and_test_cleans_up(synthetic_
                 "--trainer.default_root_dir", str(runs)], cwd=work)
     assert fit.returncode == 0, fit.stdout[-3000:] + fit.stderr[-3000:]
     assert not (work / "runs").exists(), "outputs ignored --trainer.default_root_dir"
+    # What the run prints: what it runs first; no args warning, no "Epoch 0/-2", no column of zero FLOPs.
+    printed = fit.stdout + fit.stderr
+    assert "reenact fit: model keypoint-warp, preset tiny" in " ".join(printed.split())
+    for noise in ("args parameter", "/-2", "FLOPs", "was called before the ``update`` method"):
+        assert noise not in printed, noise
     version = runs / "version_0"
     checkpoint, config = version / "checkpoints" / "last.ckpt", version / "config.yaml"
     assert checkpoint.is_file() and config.is_file() and list((runs / "csv").rglob("metrics.csv"))
@@ -125,6 +130,17 @@ def test_fit_config_reruns_outputs_follow_root_dir_and_test_cleans_up(synthetic_
     payload = json.loads(next((tmp_path / "untrained").rglob("results.json")).read_text())
     assert payload["untrained"] is True
     assert "untrained" in next((tmp_path / "untrained").rglob("results.md")).read_text()
+
+
+def test_missing_split_is_one_clear_line(synthetic_root: Path, tmp_path: Path) -> None:
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(synthetic_root, root)
+    shutil.rmtree(root / "test")
+    with pytest.raises(SystemExit, match="split folder 'test/' does not exist"):
+        main(["fit", "--model", "keypoint-warp", "--data.root", str(root), "--trainer.max_steps", "1",
+              "--trainer.default_root_dir", str(tmp_path / "runs")])
 
 
 def test_test_of_learned_model_without_checkpoint_refuses(synthetic_root: Path) -> None:

@@ -127,8 +127,10 @@ def run_lightning(command: str, args: list[str]) -> int:
     from lightning.pytorch.cli import LightningCLI
 
     from reenact.data import ReenactDataModule
+    from reenact.data.discovery import DatasetError
     from reenact.registry import get_entry, preset_path
     from reenact.training import follow_default_root_dir, trainer_defaults
+    from reenact.weights import MissingWeightsError
 
     try:
         entry = get_entry(name)
@@ -164,11 +166,15 @@ def run_lightning(command: str, args: list[str]) -> int:
             return
 
         def before_instantiate_classes(self) -> None:
-            follow_default_root_dir(self.config[self.subcommand].trainer, name)
+            config = self.config[self.subcommand]
+            follow_default_root_dir(config.trainer, name)
+            announce_run(command, name, preset, config, config_files[:1], checkpoint)
 
         def after_instantiate_classes(self) -> None:
             self.model.untrained_evaluation = untrained and checkpoint is None
 
+    # LightningCLI warns when it is given `args` while sys.argv holds arguments too: they are the same here.
+    argv, sys.argv = sys.argv, sys.argv[:1]
     try:
         ReenactCLI(
             model_class=model_class,
@@ -180,10 +186,28 @@ def run_lightning(command: str, args: list[str]) -> int:
             save_config_kwargs={"overwrite": True},
             args=[command, *args],
         )
+    except (DatasetError, MissingWeightsError) as error:
+        # A bad dataset or a missing weights file is the user's to fix: one clear message, not a traceback.
+        raise SystemExit(f"reenact {command}: {error}") from None
     finally:
+        sys.argv = argv
         if stored_config is not None:
             Path(stored_config).unlink(missing_ok=True)
     return 0
+
+
+def announce_run(command: str, name: str, preset: str, config: Any, preset_files: list[str],
+                 checkpoint: str | None) -> None:
+    """First lines of a fit/validate/test: what runs, from which files, on which data, writing where."""
+    if int(os.environ.get("LOCAL_RANK", "0")) != 0:
+        return
+    data_root = config.data.get("root") if config.get("data") is not None else None
+    configs = [str(path) for path in (config.get("config") or [])]
+    console.print(f"[bold]reenact {command}[/bold]: model [cyan]{name}[/cyan], preset {preset} "
+                  f"({', '.join(preset_files)})" + (f", config {', '.join(configs)}" if configs else ""))
+    console.print(f"  data: {data_root or 'embedded synthetic dataset (built once into the cache)'}"
+                  + (f" · checkpoint: {checkpoint}" if checkpoint else "")
+                  + f" · output: {config.trainer.get('default_root_dir')}/")
 
 
 # ------------------------------------------------------------------------------- shared by predict/edit

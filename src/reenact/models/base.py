@@ -22,6 +22,7 @@ Metrics are routed by ``ReenactMetric.editing_tasks``: ARE/FID see only frontali
 from __future__ import annotations
 
 import datetime as _dt
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -276,7 +277,11 @@ class ReenactmentModule(L.LightningModule):
     def _collect(self) -> dict[str, dict[str, Any]]:
         sections = {}
         for protocol in self.eval_counts:
-            videos = int(self.eval_counts[protocol]["videos"].compute().item())
+            with warnings.catch_warnings():
+                # A protocol this stage does not run (e.g. cross-identity in validation) has no update; it still
+                # computes on every rank (a collective under DDP) and counts 0, which is what is wanted here.
+                warnings.filterwarnings("ignore", message=".*was called before the ``update`` method.*")
+                videos = int(self.eval_counts[protocol]["videos"].compute().item())
             if videos == 0:
                 continue
             sections[protocol] = {
@@ -300,11 +305,18 @@ class ReenactmentModule(L.LightningModule):
         self._reset_evaluation()
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        if self.trainer.sanity_checking:
+            # The sanity check proves that the model runs on the validation data before training starts;
+            # scoring its frames would run the face metrics (dlib on every frame) for numbers nobody reads.
+            self.generate_video(batch["source"], batch["driving"], self.relative)
+            return
         generated = self._evaluation_step(batch, batch_idx)
-        if batch_idx == 0 and dataloader_idx == 0 and not self.trainer.sanity_checking:
+        if batch_idx == 0 and dataloader_idx == 0:
             self._write_sample_grid(batch, generated)
 
     def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
         for protocol, section in self._collect().items():
             for metric in section["metrics"]:
                 if metric["value"] is not None:

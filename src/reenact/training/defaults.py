@@ -18,16 +18,15 @@ def trainer_defaults(model_name: str) -> dict[str, Any]:
     evaluation must not pad shards with repeated videos, or a 2-process evaluation would count some
     videos twice and disagree with a 1-process one.
     """
-    from lightning.pytorch.callbacks import RichProgressBar
-
     from reenact.training.checkpoint_io import PeriodicCheckpoint
+    from reenact.training.display import ParameterSummary, StepProgressBar
     from reenact.training.timing import STEP_TIMES_ENV, StepTimer
 
     root = default_root(model_name)
     # A checkpoint (and last.ckpt) every few minutes of training, so that a crash or Ctrl-C loses little and
     # `--ckpt_path last.ckpt` resumes; `reenact benchmark` shortens the interval for its short stages.
     minutes = float(os.environ.get(CHECKPOINT_MINUTES_ENV, "10"))
-    callbacks: list[Any] = [RichProgressBar(), PeriodicCheckpoint(minutes=minutes)]
+    callbacks: list[Any] = [StepProgressBar(), ParameterSummary(), PeriodicCheckpoint(minutes=minutes)]
     if os.environ.get(STEP_TIMES_ENV):
         callbacks.append(StepTimer(os.environ[STEP_TIMES_ENV]))  # reenact benchmark's warm-up of a time budget
     # Loggers and plugins as class_path/init_args, not objects: the run's saved config.yaml must re-run it
