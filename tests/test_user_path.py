@@ -247,3 +247,23 @@ def test_lpmm_edit_parameter_out_of_range_is_one_clear_line(synthetic_root: Path
     with pytest.raises(SystemExit, match="no LPMM preset 'nope'"):
         main(["edit", "--ckpt", str(checkpoint), "-s", image, "--preset", "nope", "-o", str(tmp_path / "e.png")])
     assert not (tmp_path / "e.png").exists()
+
+
+def test_predict_find_best_frame_starts_from_the_matching_pose(synthetic_root: Path, tmp_path: Path) -> None:
+    """FOMM demo's --find-best-frame: the driving frame equal to the source wins, and the video keeps its length."""
+    pytest.importorskip("dlib")
+    from PIL import Image
+
+    video = sorted((synthetic_root / "test").iterdir())[0]
+    frames = read_video(video)
+    source = tmp_path / "source.png"
+    Image.fromarray(frames[6]).save(source)
+    out = tmp_path / "best.mp4"
+    args = ["predict", "--ckpt", str(_untrained_checkpoint("keypoint-warp", tmp_path)), "-s", str(source),
+            "-d", str(video), "-o", str(out), "--find-best-frame"]
+    with pytest.raises(SystemExit, match="add --relative"):
+        main(args)
+    assert main([*args, "--relative", "--device", "auto"]) == 0
+    summary = json.loads(out.with_suffix(".mp4.json").read_text())
+    assert summary["best_frame"] == 6 and summary["device"] in ("cpu", "cuda")
+    assert read_video(out).shape[0] == frames.shape[0]

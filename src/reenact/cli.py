@@ -300,7 +300,11 @@ def _predict_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fps", type=_positive_float, help="output frame rate (default: the driving video's)")
     parser.add_argument("--chunk", type=_positive_int, default=16,
                         help="driving frames generated per step (default: 16)")
-    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    parser.add_argument("--find-best-frame", action="store_true",
+                        help="relative motion from the driving frame whose face best matches the source's "
+                             "(FOMM's demo; dlib landmarks): animate forward and backward from it")
+    parser.add_argument("--device", default="cpu",
+                        help="torch device: cpu (default), cuda, cuda:1, or auto (cuda when available)")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     parser.add_argument("--crop-source", action="store_true",
                         help="detect the face in --source and crop it like `reenact preprocess` (dlib)")
@@ -316,6 +320,8 @@ def run_predict(args: list[str]) -> int:
     from reenact.data.video import atomic_write_json, video_fps, write_video
     from reenact.models import create_model, load_from_checkpoint
 
+    if options.find_best_frame and not options.relative:
+        raise SystemExit("reenact predict: --find-best-frame aligns relative motion; add --relative")
     out = _output_path(options.out, options.overwrite, "predict")
     if out.suffix.lower() not in (".mp4", ".mov", ".avi", ".gif", ".mkv"):
         raise SystemExit(f"reenact predict: {out}: unsupported output format {out.suffix!r} (use .mp4/.mov/.avi/.gif)")
@@ -333,7 +339,9 @@ def run_predict(args: list[str]) -> int:
         model = create_model(options.model, preset=options.preset)
         if model.trainable:
             raise SystemExit(f"reenact predict: {options.model} is a learned model; give its trained --ckpt")
-    model = model.to(options.device).eval()
+    device = _resolve_device(options.device)
+    model = model.to(device).eval()
+    options.device = device
     size = model.image_size
     if options.crop_source:
         from reenact.data.preprocess import load_cropped_source
@@ -342,11 +350,23 @@ def run_predict(args: list[str]) -> int:
     else:
         source = _read_frames(options.source, size, "predict", still=True)[None].to(options.device)
     driving = _read_frames(options.driving, size, "predict", max_frames=options.max_frames)[None].to(options.device)
+    best = _best_frame(source[0, 0], driving[0]) if options.find_best_frame else 0
     started = time.perf_counter()
     with Progress(console=console, transient=False) as progress, torch.no_grad():
         task = progress.add_task(f"animating {driving.shape[1]} frames", total=driving.shape[1])
-        generated = model.generate_video(source, driving, options.relative, chunk=options.chunk,
-                                         on_frames=lambda count: progress.advance(task, count))
+        def animate(frames: Any) -> Any:
+            return model.generate_video(source, frames, options.relative, chunk=options.chunk,
+                                        on_frames=lambda count: progress.advance(task, count))
+
+        if best == 0:
+            generated = animate(driving)
+        else:
+            # FOMM's find_best_frame: the best frame is the reference of both halves; the part before it runs
+            # backwards from it, so every frame's motion is measured from the best-matching pose.
+            backward = animate(driving[:, :best + 1].flip(1)).flip(1)
+            progress.advance(task, -1)  # the best frame is animated twice
+            forward = animate(driving[:, best:])
+            generated = torch.cat([backward, forward[:, 1:]], 1)
     seconds = time.perf_counter() - started
     generated = generated[0].cpu()
     if options.side_by_side:
@@ -358,12 +378,58 @@ def run_predict(args: list[str]) -> int:
     summary = {
         "model": model.registry_name, "checkpoint": options.ckpt, "source": str(options.source),
         "driving": str(options.driving), "output": str(out), "frames": int(frames.shape[0]),
-        "size": size, "fps": fps, "relative": options.relative, "seconds": round(seconds, 3),
+        "size": size, "fps": fps, "relative": options.relative, "device": str(device),
+        "best_frame": best if options.find_best_frame else None, "seconds": round(seconds, 3),
         "ms_per_frame": round(1000 * seconds / max(1, frames.shape[0]), 2),
     }
     json_path = atomic_write_json(sidecar_path(out), summary)
     console.print(f"wrote {out} ({frames.shape[0]} frames, {fps:g} fps) and {json_path}")
     return 0
+
+
+def _resolve_device(name: str) -> str:
+    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; an unavailable CUDA device is a clear error."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(f"reenact: --device {name}: no CUDA device is visible (use --device cpu or auto)")
+    return name
+
+
+def _best_frame(source: Any, driving: Any) -> int:
+    """Index of the driving frame ``[T, 3, H, W]`` whose dlib landmarks best match the source's ``[3, H, W]``
+    (normalised by position and face area, FOMM/FSRT ``find_best_frame``); frames without a face never win."""
+    import numpy as np
+    import torch
+
+    from reenact.face.landmarks import get_landmark_backend
+    from reenact.models.fsrt.model import best_initial_frame
+
+    backend = get_landmark_backend("dlib")
+    reason = backend.unavailable_reason()
+    if reason is not None:
+        raise SystemExit(f"reenact predict: --find-best-frame needs dlib landmarks: {reason}")
+
+    def landmarks(frame: Any) -> Any:
+        # dlib's HOG detector misses faces below about 80 px: detect on a 256 px copy, as the evaluation does
+        # (the match is normalised by position and face area, so the scale does not matter).
+        if frame.shape[-1] < 256:
+            frame = torch.nn.functional.interpolate(frame[None], size=(256, 256), mode="bicubic",
+                                                    align_corners=False)[0]
+        image = (frame.clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+        return backend.detect(image)
+
+    reference = landmarks(source)
+    if reference is None:
+        raise SystemExit("reenact predict: --find-best-frame: no face found in the source image")
+    found = [(index, points) for index, frame in enumerate(driving) if (points := landmarks(frame)) is not None]
+    if not found:
+        raise SystemExit("reenact predict: --find-best-frame: no face found in any driving frame")
+    stacked = torch.from_numpy(np.stack([points for _, points in found])).float()[None]
+    chosen = int(best_initial_frame(torch.from_numpy(reference).float()[None], stacked)[0])
+    return found[chosen][0]
 
 
 # ------------------------------------------------------------------------------------------------ edit
