@@ -267,3 +267,19 @@ def test_predict_find_best_frame_starts_from_the_matching_pose(synthetic_root: P
     summary = json.loads(out.with_suffix(".mp4.json").read_text())
     assert summary["best_frame"] == 6 and summary["device"] in ("cpu", "cuda")
     assert read_video(out).shape[0] == frames.shape[0]
+
+
+def test_registry_filters_and_checkpoint_path(tmp_path: Path) -> None:
+    """timm-style registry: wildcard and capability filters; ``create_model(name, checkpoint_path=...)``."""
+    from reenact.models import create_model, list_models
+
+    assert list_models("*warp*") == ["keypoint-warp"]
+    assert list_models(trainable=False) == ["copy-source"]
+    assert list_models(editing=True) == ["lpmm", "pechead"]
+    assert "paper" in __import__("reenact.registry").registry.get_entry("keypoint-warp").presets()
+    checkpoint = _untrained_checkpoint("keypoint-warp", tmp_path)
+    model = create_model("keypoint-warp", checkpoint_path=checkpoint)
+    stored = torch.load(checkpoint, weights_only=True)["state_dict"]
+    assert all(torch.equal(value, stored[key]) for key, value in model.state_dict().items())
+    with pytest.raises(ValueError, match="holds a 'keypoint-warp' model"):
+        create_model("fsrt", checkpoint_path=checkpoint)

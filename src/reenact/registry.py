@@ -61,10 +61,28 @@ def _ensure_builtin() -> None:
     import reenact.models  # noqa: F401  (registers the built-in models)
 
 
-def list_models() -> list[str]:
-    """Names of every registered model."""
+def list_models(pattern: str | None = None, *, trainable: bool | None = None,
+                editing: bool | None = None) -> list[str]:
+    """Names of the registered models, sorted; like ``timm.list_models``, optionally filtered.
+
+    Args:
+        pattern: shell-style wildcard on the name (``"*warp*"``, ``"l*"``); ``None``: all.
+        trainable: only models that train (``True``) or that have nothing to train (``False``, copy-source).
+        editing: only models that edit a still image's pose/expression (``True``: lpmm, pechead) or not.
+    """
+    import fnmatch
+
     _ensure_builtin()
-    return sorted(_REGISTRY)
+    names = sorted(_REGISTRY)
+    if pattern is not None:
+        names = [name for name in names if fnmatch.fnmatchcase(name, pattern)]
+    if trainable is not None or editing is not None:
+        classes = {name: _REGISTRY[name].load_class() for name in names}
+        if trainable is not None:
+            names = [name for name in names if bool(classes[name].trainable) == trainable]
+        if editing is not None:
+            names = [name for name in names if bool(classes[name].supports_editing) == editing]
+    return names
 
 
 def get_entry(name: str) -> ModelEntry:
@@ -90,11 +108,24 @@ def preset_config(name: str, preset: str = DEFAULT_PRESET) -> dict[str, Any]:
         return yaml.safe_load(handle) or {}
 
 
-def create_model(name: str, preset: str = DEFAULT_PRESET, **overrides: Any) -> ReenactmentModule:
+def create_model(name: str, preset: str = DEFAULT_PRESET, checkpoint_path: str | Path | None = None,
+                 **overrides: Any) -> ReenactmentModule:
     """Build a model from its preset's ``model:`` section, with keyword overrides on top.
+
+    With ``checkpoint_path`` (timm's argument), the model is the checkpoint's instead (its stored architecture
+    and weights, :func:`load_from_checkpoint`); it must hold a ``name`` model, and ``preset``/``overrides`` are
+    then not allowed (the architecture is the trained one).
 
     >>> model = create_model("copy-source", preset="tiny", image_size=128)
     """
+    if checkpoint_path is not None:
+        if overrides:
+            raise ValueError(f"create_model({name!r}, checkpoint_path=...) takes the checkpoint's architecture; "
+                             f"drop the overrides {sorted(overrides)}")
+        model = load_from_checkpoint(checkpoint_path)
+        if model.registry_name != name:
+            raise ValueError(f"{checkpoint_path} holds a {model.registry_name!r} model, not {name!r}")
+        return model
     cls = get_entry(name).load_class()
     arguments = dict(preset_config(name, preset).get("model") or {})
     # A Lightning CLI config may nest the arguments under init_args.
