@@ -217,4 +217,10 @@ def test_doctor_reports_weights_backends_and_metrics(capsys: pytest.CaptureFixtu
     backends = {(row["kind"], row["name"]): row for row in result["backends"]}
     assert not backends[("landmarks", "mediapipe")]["available"]  # needs a user-supplied .task file
     assert main(["doctor"]) == 0
-    assert "metrics that can run now" in capsys.readouterr().out
+    short = capsys.readouterr().out
+    assert "metrics that can run now" in short
+    # Short by default: one line per item (plus section titles and the summary); -v gives the full tables.
+    items = len(result["weights"]) + len(result["backends"]) + len(result["metrics"])
+    assert len(short.strip().splitlines()) <= items + 4
+    assert main(["doctor", "-v"]) == 0
+    assert "where it is, or how to enable it" in capsys.readouterr().out

@@ -283,3 +283,16 @@ def test_registry_filters_and_checkpoint_path(tmp_path: Path) -> None:
     assert all(torch.equal(value, stored[key]) for key, value in model.state_dict().items())
     with pytest.raises(ValueError, match="holds a 'keypoint-warp' model"):
         create_model("fsrt", checkpoint_path=checkpoint)
+
+
+def test_one_cache_folder_holds_weights_presets_and_data(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """``$REENACT_CACHE`` moves the weights folder and the LPMM preset library with the synthetic dataset."""
+    from reenact.data.synthetic import default_dataset_root
+    from reenact.models.lpmm.control import default_preset_file
+    from reenact.weights import default_weights_dir
+
+    for key in ("REENACT_WEIGHTS_DIR", "REENACT_LPMM_PRESETS"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("REENACT_CACHE", str(tmp_path / "cache"))
+    for path in (default_weights_dir(), default_preset_file(), default_dataset_root()):
+        assert path.is_relative_to(tmp_path / "cache"), path

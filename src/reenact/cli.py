@@ -752,6 +752,8 @@ def run_doctor(args: list[str]) -> int:
                     "enable the others (nothing is downloaded).",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="full tables: what each item is and where it was found (default: one line per item)")
     options = parser.parse_args(args)
     from rich.table import Table
 
@@ -762,6 +764,18 @@ def run_doctor(args: list[str]) -> int:
         console.print_json(json.dumps(result))
         return 0
     mark = {True: "[green]yes[/green]", False: "[red]no[/red]"}
+    if not options.verbose:
+        # One line per item: what is missing says only what to do (the first sentence of its reason).
+        for title, key in (("weights", "weights"), ("face backends", "backends"), ("metrics", "metrics")):
+            console.print(f"[bold]{title}[/bold]")
+            for row in result[key]:
+                label = f"{row['kind']}/{row['name']}" if "kind" in row else row["name"]
+                where = " ".join(str(row["where"]).split())
+                note = "" if row["available"] else f"  {where if len(where) <= 110 else where[:107] + '...'}"
+                console.print(f"  {label:<28} {mark[row['available']]}{note}", highlight=False, soft_wrap=True)
+        runnable = [row["name"] for row in result["metrics"] if row["available"]]
+        console.print(f"metrics that can run now: {', '.join(runnable) or 'none'}  (details: reenact doctor -v)")
+        return 0
     sections = (("Pretrained weights", "weights", ("name", "what")), ("Face-analysis backends", "backends",
                 ("kind", "name")), ("Metrics", "metrics", ("name", "protocols")))
     for title, key, columns in sections:

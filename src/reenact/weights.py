@@ -9,8 +9,8 @@ falls back to random initialisation.
 Search order for a weight named e.g. ``vgg19-imagenet`` (first hit wins):
 
 1. ``$REENACT_WEIGHTS_VGG19_IMAGENET`` -- a file, or a folder containing one of the accepted file names;
-2. ``$REENACT_WEIGHTS_DIR/<file>`` (default ``$XDG_CACHE_HOME/reenact/weights``, i.e.
-   ``~/.cache/reenact/weights``);
+2. ``$REENACT_WEIGHTS_DIR/<file>`` (default ``$REENACT_CACHE/weights``, else ``$XDG_CACHE_HOME/reenact/weights``,
+   i.e. ``~/.cache/reenact/weights``);
 3. ``<torch hub dir>/checkpoints/<file>`` (``torch.hub.get_dir()``: ``$TORCH_HOME/hub`` or
    ``~/.cache/torch/hub``) -- where torchvision, lpips and face-alignment keep their downloads;
 4. package data / tool caches where relevant (``face_recognition_models/models``,
@@ -67,10 +67,13 @@ def _package_dir(package: str, *sub: str) -> Path | None:
 
 
 def default_weights_dir() -> Path:
-    """``$REENACT_WEIGHTS_DIR``, else ``$XDG_CACHE_HOME/reenact/weights`` (``~/.cache/reenact/weights``)."""
+    """``$REENACT_WEIGHTS_DIR``, else ``$REENACT_CACHE/weights`` (the project's one folder, which also holds the
+    synthetic dataset and the LPMM presets), else ``$XDG_CACHE_HOME/reenact/weights`` (``~/.cache/reenact/weights``)."""
     env = os.environ.get("REENACT_WEIGHTS_DIR")
     if env:
         return Path(env).expanduser()
+    if os.environ.get("REENACT_CACHE"):
+        return Path(os.environ["REENACT_CACHE"]).expanduser() / "weights"
     cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(cache).expanduser() / "reenact" / "weights"
 
