@@ -774,7 +774,8 @@ def run_doctor(args: list[str]) -> int:
                 note = "" if row["available"] else f"  {where if len(where) <= 110 else where[:107] + '...'}"
                 console.print(f"  {label:<28} {mark[row['available']]}{note}", highlight=False, soft_wrap=True)
         runnable = [row["name"] for row in result["metrics"] if row["available"]]
-        console.print(f"metrics that can run now: {', '.join(runnable) or 'none'}  (details: reenact doctor -v)")
+        console.print(f"metrics that can run now: {', '.join(runnable) or 'none'}  (details: reenact doctor -v)",
+                      soft_wrap=True)
         return 0
     sections = (("Pretrained weights", "weights", ("name", "what")), ("Face-analysis backends", "backends",
                 ("kind", "name")), ("Metrics", "metrics", ("name", "protocols")))
