@@ -501,3 +501,23 @@ def test_reconstructor_stage_reduces_pose_error_against_synthetic_ground_truth(s
     after = module.reconstructor_pose_error(images, truth)
     print(f"R pose error on the training frames: {before:.2f} -> {after:.2f} deg")
     assert after < 0.6 * before, (before, after)
+
+
+def test_perceptual_weight_is_counted_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Supplement Eq. 2 sums VGG layers unweighted; λ_v = 10 (Eq. 5) is the only factor, not 10 x 10 per layer."""
+    import reenact.nn.losses as losses_module
+    from reenact.models import create_model
+
+    built: dict[str, object] = {}
+
+    class RecordingPerceptual(torch.nn.Module):
+        def __init__(self, **kwargs: object) -> None:
+            super().__init__()
+            built.update(kwargs)
+
+    monkeypatch.setattr(losses_module, "VGG19Perceptual", RecordingPerceptual)
+    model = create_model("pechead", preset="paper")
+    assert model.hparams.perceptual_weight == 10.0 and model.perceptual is None  # built when training starts
+    model.build_training_networks()
+    assert isinstance(model.perceptual, RecordingPerceptual)
+    assert tuple(built["weights"]) == (1.0,) * 5

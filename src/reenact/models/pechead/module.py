@@ -153,7 +153,10 @@ class PECHead(ReenactmentModule):
         from reenact.nn.losses import VGG19Perceptual
 
         # Built when training starts (ReenactmentModule.setup): inference and loading need no VGG19 file.
-        self.defer_perceptual_loss(VGG19Perceptual if perceptual_weight > 0 else None)
+        # Supplement Eq. 2 sums the L1 distances over pyramid scales i and VGG layers j unweighted; λ_v (Eq. 5) is
+        # the only weight, so the layers get 1 each (VGG19Perceptual's default 10 per layer is FOMM's, which
+        # folds its λ into the layers and would count λ_v twice here).
+        self.defer_perceptual_loss((lambda: VGG19Perceptual(weights=(1.0,) * 5)) if perceptual_weight > 0 else None)
         # CAP's frame flow only runs when consecutive source frames differ (training clips, video sources).
         self.frame_flow = FrameFlow(frame_flow) if use_cap else None
         if self.frame_flow is not None:
