@@ -521,3 +521,22 @@ def test_perceptual_weight_is_counted_once(monkeypatch: pytest.MonkeyPatch) -> N
     model.build_training_networks()
     assert isinstance(model.perceptual, RecordingPerceptual)
     assert tuple(built["weights"]) == (1.0,) * 5
+
+
+def test_cap_follows_eq4_hidden_state_indexing() -> None:
+    """Eq. 4: h_t = ConvGRU(f^c_{t-1}, h_{t-1}); f^c_t = FR(CA(c(f^a_t, f~^r_{t-1}, f^c_{t-1}, h_{t-1})))."""
+    torch.manual_seed(0)
+    cap = CAP(channels=4).eval()
+    identity = F.affine_grid(torch.eye(2, 3)[None], (1, 4, 8, 8), align_corners=True)
+    zeros = torch.zeros(1, 4, 8, 8)
+    hidden, adapted, raw_previous, state = zeros, zeros, zeros, None
+    with torch.no_grad():
+        for _ in range(4):
+            aligned, raw = torch.randn(1, 4, 8, 8), torch.randn(1, 4, 8, 8)
+            output, state = cap(aligned, raw, identity, None, state)
+            warped = F.grid_sample(raw_previous, identity, align_corners=True)
+            expected = cap.refinement(cap.adaptation(torch.cat([aligned, warped, adapted, hidden], 1)))
+            hidden = cap.gru(adapted, hidden)  # h_t from f^c_{t-1}, h_{t-1}: used by the next frame
+            adapted, raw_previous = expected, raw
+            torch.testing.assert_close(output, expected)
+            torch.testing.assert_close(state["hidden"], hidden)

@@ -6,9 +6,10 @@ Eq. 4::
     f~^r_{t-1}   = W(W(f^r_{t-1}, w_{t-1->t}), w^{s->d}_local)          (two-step warping)
     f^c_t        = FR(CA(c(f^a_t, f~^r_{t-1}, f^c_{t-1}, h_{t-1})))
 
-``h`` and ``f^c`` start as zeros for the first frame. The paper's text says the hidden state "is updated
-with the adapted feature f^c_t"; we update it right after computing ``f^c_t`` (``h_t = ConvGRU(f^c_t, h_{t-1})``)
-and hand ``h_t`` to the next frame, which is Eq. 4 with the update written one step later (identical values).
+``h`` and ``f^c`` start as zeros for the first frame. The code follows Eq. 4 as written: frame ``t`` computes
+``h_t`` from the previous frame's ``f^c_{t-1}`` and ``h_{t-1}``, concatenates ``h_{t-1}`` (not ``h_t``) with the
+other features, and hands ``h_t`` to frame ``t + 1``; the hidden state thus reaches ``f^c`` one frame later than
+the adapted feature does. (The paper's text says ``h`` "is updated with the adapted feature"; Eq. 4 says which.)
 
 The frame flow ``w_{t-1->t}`` is computed between consecutive *source* frames ``x^s_{t-1}, x^s_t`` by an
 image-based estimator (the paper: RAFT, Teed & Deng 2020). :class:`FrameFlow` uses torchvision's RAFT-large
@@ -136,9 +137,10 @@ class CAP(nn.Module):
         if frame_grid is not None:
             previous = warp(previous, frame_grid)
         previous = warp(previous, local_deformation)  # two-step warping
+        hidden = self.gru(state["adapted"], state["hidden"])  # h_t = ConvGRU(f^c_{t-1}, h_{t-1})
+        # f^c_t = FR(CA(c(f^a_t, f~^r_{t-1}, f^c_{t-1}, h_{t-1}))): the concatenation takes h_{t-1}, as Eq. 4 writes.
         adapted = self.refinement(self.adaptation(
             torch.cat([aligned, previous, state["adapted"], state["hidden"]], dim=1)))
-        hidden = self.gru(adapted, state["hidden"])
         return adapted, {"raw": raw, "adapted": adapted, "hidden": hidden}
 
 
