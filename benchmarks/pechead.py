@@ -44,12 +44,10 @@ def sizes(model: torch.nn.Module) -> dict[str, int]:
 
 @torch.no_grad()
 def macs(model: torch.nn.Module) -> float:
-    from torch.utils.flop_counter import FlopCounterMode
+    from reenact.nn.flops import count_macs
 
     source, driving = torch.rand(1, 1, 3, 256, 256), torch.rand(1, 1, 3, 256, 256)
-    with FlopCounterMode(display=False) as counter:
-        model.animate(source, driving)
-    return counter.get_total_flops() / 2
+    return count_macs(lambda: model.animate(source, driving))  # deform_conv2d counted too
 
 
 @torch.no_grad()

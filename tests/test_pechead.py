@@ -540,3 +540,22 @@ def test_cap_follows_eq4_hidden_state_indexing() -> None:
             adapted, raw_previous = expected, raw
             torch.testing.assert_close(output, expected)
             torch.testing.assert_close(state["hidden"], hidden)
+
+
+def test_deformable_alignment_macs_are_counted_in_both_implementations() -> None:
+    """FlopCounterMode treats torchvision::deform_conv2d as free; count_macs counts it as the conv it is."""
+    from reenact.models.pechead.mmfa import DeformableAlignment
+    from reenact.nn.flops import count_macs
+
+    torch.manual_seed(0)
+    module = DeformableAlignment(channels=16, motion_channels=8, hidden=8, groups=4).eval()
+    feature, motion = torch.rand(1, 16, 12, 12), torch.rand(1, 8, 12, 12)
+    grid = F.affine_grid(torch.eye(2, 3)[None], (1, 1, 12, 12), align_corners=True)
+    counts = {}
+    with torch.no_grad():
+        for implementation in ("sampled", "torchvision"):
+            module.implementation = implementation
+            counts[implementation] = count_macs(lambda: module(feature, grid, motion))
+    deform = 12 * 12 * 16 * 16 * 9  # out elements x C_in x k x k
+    assert counts["torchvision"] == counts["sampled"]
+    assert counts["torchvision"] > deform  # the offset/mask convs come on top
