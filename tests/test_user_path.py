@@ -296,3 +296,31 @@ def test_one_cache_folder_holds_weights_presets_and_data(monkeypatch: pytest.Mon
     monkeypatch.setenv("REENACT_CACHE", str(tmp_path / "cache"))
     for path in (default_weights_dir(), default_preset_file(), default_dataset_root()):
         assert path.is_relative_to(tmp_path / "cache"), path
+
+
+def test_convert_released_fsrt_files_to_a_reenact_checkpoint(synthetic_root: Path, tmp_path: Path) -> None:
+    """`reenact convert fsrt`: the released layout (model file + kp_detector.pt) -> a checkpoint predict reads."""
+    from reenact.models import create_model, load_from_checkpoint
+
+    torch.manual_seed(3)
+    released = create_model("fsrt", preset="tiny").generator  # stands in for the released weights (tiny sizes)
+    bundle = {part: getattr(released, part).state_dict() for part in ("encoder", "decoder", "expression_encoder")}
+    bundle["it"] = 1000  # training state of the official Checkpoint.save, ignored
+    torch.save(bundle, tmp_path / "vox256.pt")
+    torch.save(released.kp_detector.state_dict(), tmp_path / "kp_detector.pt")
+    out = tmp_path / "fsrt.ckpt"
+    assert main(["convert", "fsrt", "--checkpoint", str(tmp_path / "vox256.pt"), "--kp-detector",
+                 str(tmp_path / "kp_detector.pt"), "--preset", "tiny", "-o", str(out)]) == 0
+    model = load_from_checkpoint(out)
+    for name, value in released.state_dict().items():
+        assert torch.equal(model.generator.state_dict()[name], value), name
+    with pytest.raises(SystemExit, match="already exists"):
+        main(["convert", "fsrt", "--checkpoint", str(tmp_path / "vox256.pt"), "--preset", "tiny", "-o", str(out)])
+    # A file of another model is one clear line naming what is missing.
+    torch.save({"gen": {}}, tmp_path / "wrong.pt")
+    with pytest.raises(SystemExit, match="no expression_encoder"):
+        main(["convert", "fsrt", "--checkpoint", str(tmp_path / "wrong.pt"), "--preset", "tiny",
+              "-o", str(tmp_path / "x.ckpt")])
+    video = sorted((synthetic_root / "test").iterdir())[0]
+    assert main(["predict", "--ckpt", str(out), "-s", str(video), "-d", str(video), "-o", str(tmp_path / "a.mp4"),
+                 "--max-frames", "2"]) == 0

@@ -44,6 +44,8 @@ commands:
              pictures: reenact benchmark --quick --out bench/  (see reenact benchmark --help)
   models     table of registered models, presets and parameter counts
   doctor     which pretrained weights, face backends and metrics are available, and how to enable the rest
+  convert    released FSRT / LIA / FOMM keypoint-detector files -> reenact checkpoints:
+             reenact convert fsrt --checkpoint vox256.pt --kp-detector kp_detector.pt -o fsrt_vox.ckpt
   data       dataset tools: `reenact data check ROOT`, `reenact data annotate ROOT`, `reenact data synth --out DIR`
   preprocess detect, crop, resize and annotate raw videos/images into the FOMM layout: reenact preprocess IN OUT
 
@@ -792,6 +794,12 @@ def run_doctor(args: list[str]) -> int:
     return 0
 
 
+def _run_convert(args: list[str]) -> int:
+    from reenact.convert import run_convert
+
+    return run_convert(args)
+
+
 def _run_preprocess(args: list[str]) -> int:
     from reenact.data.preprocess import run_preprocess
 
@@ -819,7 +827,8 @@ def main(argv: list[str] | None = None) -> int:
     if command in LIGHTNING_COMMANDS:
         return run_lightning(command, rest)
     handlers = {"predict": run_predict, "edit": run_edit, "models": run_models, "data": run_data,
-                "doctor": run_doctor, "benchmark": _run_benchmark, "preprocess": _run_preprocess}
+                "doctor": run_doctor, "benchmark": _run_benchmark, "preprocess": _run_preprocess,
+                "convert": _run_convert}
     if command not in handlers:
         error_console.print(f"reenact: unknown command {command!r}\n")
         console.print(TOP_HELP, highlight=False, markup=False, soft_wrap=True)

@@ -1,0 +1,106 @@
+"""``reenact convert``: released checkpoints (FSRT, LIA, FOMM's keypoint detector) -> reenact checkpoints.
+
+A reenact checkpoint holds ``state_dict``, ``hyper_parameters`` and a ``reenact`` section naming the model, so
+``reenact test --ckpt_path``, ``reenact predict --ckpt``, ``load_from_checkpoint`` and LPMM's
+``--model.backbone_ckpt`` read it. Released files are read with ``torch.load(weights_only=True)`` by the models'
+``official`` loaders, which check every key and shape (:mod:`reenact.models.fsrt.official`,
+:mod:`reenact.models.lia.official`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import torch
+
+#: Extra FSRT arguments of the released small-decoder model (``runs/vox256/vox256_small.yaml``).
+FSRT_SMALL_DECODER = {"decoder_heads": 6, "decoder_mlp_dim": 768, "render_hidden": [1536, 768]}
+
+
+def save_reenact_checkpoint(module: Any, out: str | Path, converted_from: list[str]) -> Path:
+    """Write ``module`` as a reenact checkpoint at ``out`` (atomically, with the umask's permissions)."""
+    import reenact
+    from reenact.data.video import atomic_path
+
+    hyper_parameters = {k: v for k, v in dict(module.hparams).items() if not k.startswith("_")}
+    payload = {"state_dict": module.state_dict(), "hyper_parameters": hyper_parameters,
+               "reenact": {"model": module.registry_name, "version": reenact.__version__,
+                           "converted_from": converted_from}}
+    with atomic_path(out) as temporary:
+        torch.save(payload, temporary)
+    return Path(out)
+
+
+def convert_fsrt(checkpoint: str | None, kp_detector: str | None, preset: str = "paper",
+                 small_decoder: bool = False) -> Any:
+    """An :class:`~reenact.models.fsrt.module.FSRT` module holding the released weights (the model file's
+    encoder, decoder and expression network; the keypoint detector from ``kp_detector`` or the model file)."""
+    from reenact.models import create_model
+    from reenact.models.fsrt.official import load_official
+
+    overrides: dict[str, Any] = dict(FSRT_SMALL_DECODER) if small_decoder else {}
+    # Released weights replace the training-start initialisation, and the detector needs no pretraining stage.
+    overrides.update(kp_pretrain_steps=0)
+    module = create_model("fsrt", preset=preset, **overrides)
+    load_official(module, checkpoint=checkpoint, kp_detector=kp_detector)
+    return module
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reenact convert",
+        description="Convert released checkpoints into reenact checkpoints (nothing is downloaded). "
+                    "fsrt: the released model file (vox256.pt) and/or FOMM's keypoint detector (kp_detector.pt or "
+                    "vox-cpk.pth.tar); lia: the released vox.pt.",
+        epilog="Examples: reenact convert fsrt --checkpoint fsrt_checkpoints/vox256.pt --kp-detector "
+               "fsrt_checkpoints/kp_detector.pt -o fsrt_vox.ckpt ; reenact convert lia --checkpoint vox.pt -o lia.ckpt",
+    )
+    parser.add_argument("model", choices=("fsrt", "lia"), help="which released model the files belong to")
+    parser.add_argument("--checkpoint", help="the released model file")
+    parser.add_argument("--kp-detector", help="fsrt: FOMM/FSRT keypoint detector file (kp_detector.pt or a FOMM "
+                                              "checkpoint with a kp_detector entry)")
+    parser.add_argument("--small-decoder", action="store_true", help="fsrt: the released small-decoder model")
+    parser.add_argument("--preset", default="paper",
+                        help="architecture preset the weights are loaded into (default: paper, the released sizes)")
+    parser.add_argument("-o", "--out", required=True, help="reenact checkpoint to write (.ckpt)")
+    parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    return parser
+
+
+def run_convert(args: list[str]) -> int:
+    options = build_parser().parse_args(args)
+    from rich.console import Console
+
+    from reenact.data.video import check_writable
+
+    console = Console()
+    try:
+        out = check_writable(options.out, options.overwrite)
+    except FileExistsError as error:
+        raise SystemExit(f"reenact convert: {error}") from None
+    inputs = [path for path in (options.checkpoint, options.kp_detector) if path]
+    if not inputs:
+        raise SystemExit("reenact convert: give --checkpoint (and for fsrt optionally --kp-detector)")
+    for path in inputs:
+        if not Path(path).is_file():
+            raise SystemExit(f"reenact convert: {path} not found")
+    if options.model == "lia" and (options.kp_detector or options.small_decoder or not options.checkpoint):
+        raise SystemExit("reenact convert lia: give --checkpoint vox.pt only")
+    try:
+        if options.model == "fsrt":
+            module = convert_fsrt(options.checkpoint, options.kp_detector, options.preset, options.small_decoder)
+        else:
+            from reenact.models.lia.official import lia_module_from_official
+
+            module = lia_module_from_official(options.checkpoint)
+    except (ValueError, KeyError, RuntimeError, OSError) as error:
+        raise SystemExit(f"reenact convert: {error}") from None
+    save_reenact_checkpoint(module, out, inputs)
+    parameters = sum(p.numel() for p in module.parameters())
+    console.print(f"wrote {out}: {options.model} ({parameters / 1e6:.2f} M parameters) from {', '.join(inputs)}")
+    return 0
+
+
+__all__ = ["build_parser", "convert_fsrt", "run_convert", "save_reenact_checkpoint"]
