@@ -182,17 +182,15 @@ def test_edit_works_for_every_model_that_edits(name: str, edit_args: list[str], 
     assert out.is_file() and json.loads(out.with_suffix(".png.json").read_text())["model"] == name
 
 
-def test_builtin_lpmm_preset_moves_the_named_points() -> None:
+def test_builtin_lpmm_preset_moves_the_named_points(synthetic_root: Path) -> None:
     """``surprise`` ships with reenact: projected onto a fitted basis, it raises the brows and drops the jaw."""
-    from reenact.data.synthetic import default_dataset_root, ensure_default_dataset
     from reenact.models import create_model
     from reenact.models.lpmm import control
 
-    ensure_default_dataset(progress=False)
     landmarks = torch.cat([torch.from_numpy(np.load(path)["landmarks"]).float()
-                           for path in sorted((default_dataset_root() / "annotations" / "train").glob("*.npz"))])
+                           for path in sorted((synthetic_root / "annotations" / "train").glob("*.npz"))])
     model = create_model("lpmm", preset="tiny")
-    model.pca.fit_landmarks(landmarks, 128)
+    model.pca.fit_landmarks(landmarks, 64)
     values = control.builtin_preset_values(model, "surprise")
     delta = torch.tensor([values[i] for i in range(len(values))]) * model.pca.std
     moved = (delta @ model.pca.basis()).unflatten(-1, (68, 2))  # aligned units, +y down
