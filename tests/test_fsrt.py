@@ -530,3 +530,38 @@ def test_patch_init_makes_the_set_latents_sensitive_to_the_source() -> None:
     assert torch.all(model.generator.decoder.render_mlp[-1].bias == 0.5)
     with pytest.raises(ValueError, match="patch_init"):
         tiny(patch_init="xavier")
+
+
+def test_positional_attention_init_makes_the_decoder_look_up_the_token_under_each_pixel() -> None:
+    """After the init, head 0 of the first cross-attention block attends most to the source token whose patch
+    holds the query pixel (before: near-uniform attention and a mean-colour image)."""
+    from reenact.models import create_model
+    from reenact.models.fsrt.model import pixel_grid
+
+    torch.manual_seed(0)
+    generator = create_model("fsrt", preset="tiny").generator.eval()
+    images = torch.rand(12, 3, 64, 64)
+    keypoints, expression = generator.extract(images)
+
+    def head0_argmax() -> torch.Tensor:
+        z = generator.encode(images[:2, None], keypoints[:2, None], expression[:2, None])
+        pixels = pixel_grid(64, 64)
+        query = torch.cat([generator.encode_keypoints(keypoints[:2])[:, None].expand(-1, 4096, -1),
+                           generator.pixel_encoding(pixels)[None].expand(2, -1, -1),
+                           expression[:2, None].expand(-1, 4096, -1)], dim=-1)
+        predictor = generator.decoder.allocation_transformer
+        block = predictor.transformer.layers[0][0]
+        q = block.fn.to_q(block.norm(predictor.input_mlp(query)))
+        k, _ = block.fn.to_kv(z).chunk(2, dim=-1)
+        head = q.shape[-1] // block.fn.heads
+        return torch.einsum("bqd,bkd->bqk", q[..., :head], k[..., :head]).argmax(-1)  # [2, 4096] token index
+
+    patch = 64 // 2 ** generator.num_conv_blocks  # 8 x 8 pixels per token
+    rows, cols = torch.meshgrid(torch.arange(64), torch.arange(64), indexing="ij")
+    under = ((rows // patch) * (64 // patch) + cols // patch).flatten()
+    with torch.no_grad():
+        before = (head0_argmax() == under).float().mean()
+        r2 = generator.positional_attention_init(images, keypoints, expression)
+        after = (head0_argmax() == under).float().mean()
+    assert r2 > 0.5
+    assert before < 0.1 and after > 0.6, (before, after)

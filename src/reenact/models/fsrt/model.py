@@ -370,6 +370,80 @@ class FSRTGenerator(nn.Module):
                 if isinstance(last, nn.Linear) and last.bias is not None:
                     last.bias.fill_(render_bias)
 
+    @torch.no_grad()
+    def positional_attention_init(self, images: Tensor, keypoints: Tensor, expression: Tensor,
+                                  position_scale: float = 4.0, match_gain: float = 1.0) -> float:
+        """Data-dependent training-start initialisation that makes the decoder look up the source by position.
+
+        Untrained, the decoder's cross-attention (Eq. 2) is near uniform over the set-latent tokens, so every
+        query pixel renders the same mean colour, and learning to attend to the right tokens is slow (a long
+        plateau at CPU scale). Positions are in both inputs already: ``gamma_pix(p)`` in the encoder's input
+        representation (Eq. 6) and ``gamma_pix(q)`` in the query (Eq. 7). This init makes head 0 of the first
+        cross-attention block compare them:
+
+        1. the first ``P = |gamma_pix|`` outputs of the per-patch linear are the least-squares linear read-out of
+           ``position_scale * gamma_pix(token centre)`` from the patch-CNN features of ``images`` (the scale keeps
+           them in the residual stream through the encoder's blocks);
+        2. the decoder's input MLP passes ``gamma_pix(q)`` through unchanged (``relu(x) - relu(-x)`` on ``2P``
+           hidden units) into the same query channels, zeroing the other units' contribution to them;
+        3. head 0's ``q`` and ``k`` projections read those channels with gain ``match_gain``, so its logits are
+           ``~ gamma_pix(q) . gamma_pix(p)``, which peaks at the token under the query (Eq. 5's encoding is a
+           sum of ``cos(2^o pi (q - p))`` terms).
+
+        Only initial weights change; the architecture and every loss are the paper's. Released weights are
+        loaded over it (it is a training-start choice, like :meth:`initialise`).
+
+        Args:
+            images: ``[N, 3, H, W]`` source images of the training data; keypoints ``[N, K, 2]``, expression
+                ``[N, |e|]`` theirs.
+            position_scale, match_gain: see above.
+
+        Returns:
+            The read-out's R^2 on ``images`` (how well the patch features locate their token; ~0.9 at 64 px).
+        """
+        representation = self.input_representation(images[:, None], keypoints[:, None], expression[:, None])
+        features = self.encoder.conv_blocks(representation.flatten(0, 1))  # [N, C, h, w]
+        n, channels, h, w = features.shape
+        flat = features.flatten(2).transpose(1, 2).reshape(n * h * w, channels).double()
+        centres = self.pixel_encoding(pixel_grid(h, w, images.dtype, images.device))  # [h*w, P]
+        size = centres.shape[1]
+        target = (position_scale * centres).repeat(n, 1).double()
+        design = torch.cat([flat, torch.ones_like(flat[:, :1])], dim=1)
+        solution = torch.linalg.lstsq(design, target).solution  # [C + 1, P]
+        residual = (design @ solution - target).pow(2).sum()
+        r2 = float(1 - residual / (target - target.mean(0)).pow(2).sum().clamp_min(1e-12))
+        linear = self.encoder.per_patch_linear
+        if size > linear.out_channels:
+            raise ValueError(f"latent_dim {linear.out_channels} is smaller than the pixel encoding ({size})")
+        linear.weight[:size] = solution[:-1].T.to(linear.weight)[:, :, None, None]
+        linear.bias[:size] = solution[-1].to(linear.bias)
+
+        offset = self.keypoint_encoding.output_dim(2 * self.num_keypoints)  # gamma_pix follows gamma_key (Eq. 7)
+        mlp = self.decoder.allocation_transformer.input_mlp
+        first, second = mlp[0], mlp[2]
+        if 2 * size > first.out_features:
+            raise ValueError(f"input_mlp_hidden {first.out_features} is smaller than 2 x the pixel encoding")
+        channels_q = torch.arange(size, device=first.weight.device)
+        first.weight[: 2 * size] = 0
+        first.bias[: 2 * size] = 0
+        first.weight[channels_q, offset + channels_q] = 1.0
+        first.weight[size + channels_q, offset + channels_q] = -1.0
+        second.weight[:, : 2 * size] = 0
+        second.weight[offset: offset + size] = 0
+        second.bias[offset: offset + size] = 0
+        second.weight[offset + channels_q, channels_q] = 1.0
+        second.weight[offset + channels_q, size + channels_q] = -1.0
+
+        attention = self.decoder.allocation_transformer.transformer.layers[0][0].fn
+        head = attention.to_q.weight.shape[0] // attention.heads
+        used = min(size, head)
+        attention.to_q.weight[:head] = 0
+        attention.to_kv.weight[:head] = 0  # the first rows of to_kv are the keys of head 0
+        rows = torch.arange(used, device=attention.to_q.weight.device)
+        attention.to_q.weight[rows, offset + rows] = match_gain
+        attention.to_kv.weight[rows, rows] = match_gain
+        return r2
+
     # ------------------------------------------------------------------------------------------ freezing
     def set_kp_detector_trainable(self, trainable: bool) -> None:
         """Train the keypoint detector (pretraining stage) or freeze it (FSRT training, Sec. 3.3: "not trained

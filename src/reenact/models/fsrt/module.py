@@ -113,6 +113,9 @@ class FSRT(ReenactmentModule):
         render_chunk: query pixels decoded at a time when whole frames are rendered (memory bound).
         patch_init, patch_rgb_gain, render_bias: training-start initialisation of the patch CNN and the render
             MLP (:class:`~reenact.models.fsrt.model.FSRTGenerator`; defaults: PyTorch's, as released).
+        positional_init: at the first FSRT iteration, :meth:`FSRTGenerator.positional_attention_init` on that
+            batch's frames: one decoder head starts out looking up the source token under each query pixel
+            (a CPU-scale recipe choice; see the README's training recipe). Off in the ``paper`` preset.
         kp_detector_path: a FOMM/FSRT ``kp_detector.pt`` loaded (``weights_only``) when fitting starts.
         kp_pretrain_steps: iterations of landmark-supervised detector pretraining before FSRT training (needs
             68-point landmarks in the training data); 0 skips it.
@@ -182,6 +185,7 @@ class FSRT(ReenactmentModule):
         patch_init: str = "default",
         patch_rgb_gain: float = 1.0,
         render_bias: float | None = None,
+        positional_init: bool = False,
         train_sources: int = 1,
         kp_detector_path: str | None = None,
         kp_pretrain_steps: int = 0,
@@ -525,6 +529,8 @@ class FSRT(ReenactmentModule):
         else:
             self.generator.set_kp_detector_trainable(False)
             step = iteration - hp.kp_pretrain_steps
+            if step == 0 and hp.positional_init:
+                self._positional_init(batch)
             optimizer = optimizers["generator"]
             self.toggle_optimizer(optimizer)
             losses, extras = self.generator_losses(batch, step)
@@ -546,6 +552,21 @@ class FSRT(ReenactmentModule):
         logs.update({name: value.detach() for name, value in losses.items() if name != "total"})
         self.log_dict({f"train/{k}": v for k, v in logs.items()}, batch_size=batch_size)
         self.log("train/total", losses["total"].detach(), prog_bar=True, batch_size=batch_size)
+
+    def _positional_init(self, batch: dict[str, Any]) -> None:
+        """:meth:`FSRTGenerator.positional_attention_init` on the batch's source and driving frames (after the
+        detector pretraining, whose keypoints and expression features it uses), identical on every rank."""
+        frames = torch.cat([batch["source"].flatten(0, 1), batch["driving"].flatten(0, 1)])
+        with torch.no_grad():
+            keypoints, expression = self.generator.extract(frames)
+        r2 = self.generator.positional_attention_init(frames, keypoints, expression)
+        changed = [self.generator.encoder.per_patch_linear, self.generator.decoder.allocation_transformer.input_mlp,
+                   self.generator.decoder.allocation_transformer.transformer.layers[0][0].fn]
+        if _world_size() > 1:
+            for module in changed:  # each rank fitted its own batch: take rank 0's
+                for parameter in module.parameters():
+                    dist.broadcast(parameter.data, src=0)
+        self.log("train/positional_init_r2", r2, batch_size=frames.shape[0], rank_zero_only=True)
 
     def configure_optimizers(self) -> tuple[list[torch.optim.Optimizer], list[torch.optim.lr_scheduler.LRScheduler]]:
         hp = self.hparams
