@@ -175,8 +175,11 @@ def run_lightning(command: str, args: list[str]) -> int:
         def after_instantiate_classes(self) -> None:
             self.model.untrained_evaluation = untrained and checkpoint is None
 
-    # LightningCLI warns when it is given `args` while sys.argv holds arguments too: they are the same here.
-    argv, sys.argv = sys.argv, sys.argv[:1]
+    import warnings
+
+    # LightningCLI warns when it is given `args` while sys.argv holds arguments too: here they are the same
+    # command. (sys.argv itself must stay: Lightning's DDP launcher re-runs it to start the other ranks.)
+    warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended")
     try:
         ReenactCLI(
             model_class=model_class,
@@ -192,7 +195,6 @@ def run_lightning(command: str, args: list[str]) -> int:
         # A bad dataset or a missing weights file is the user's to fix: one clear message, not a traceback.
         raise SystemExit(f"reenact {command}: {error}") from None
     finally:
-        sys.argv = argv
         if stored_config is not None:
             Path(stored_config).unlink(missing_ok=True)
     return 0
