@@ -219,7 +219,9 @@ def test_frame_flow_recovers_a_translation() -> None:
 def test_generator_shapes_and_gradients_reach_every_trainable_parameter() -> None:
     module = _module()
     module.train()
-    batch = _batch(2, 2)
+    # Three frames: under Eq. 4 the ConvGRU's h_t first reaches f^c at frame t + 1, and h_1 = ConvGRU(0, 0)
+    # depends on its biases only, so its weights get a gradient from the third frame of a clip on.
+    batch = _batch(2, 3)
     losses = module.generator_losses(batch)
     assert {"pixel", "keypoint", "equivariance", "warping", "gan_g", "g_total", "d_total"} <= set(losses)
     (losses["g_total"] + losses["d_total"]).backward()
@@ -232,8 +234,8 @@ def test_generator_shapes_and_gradients_reach_every_trainable_parameter() -> Non
     with torch.no_grad():
         coeffs = module.coefficients(batch["source"]), module.coefficients(batch["driving"])
         out = module.render(batch["source"], *coeffs)
-    assert out["image"].shape == (2, 2, 3, 32, 32)
-    assert out["kp_source"].shape == (2, 2, 10, 2) and out["lmk_driving"].shape == (2, 2, 68, 2)
+    assert out["image"].shape == (2, 3, 3, 32, 32)
+    assert out["kp_source"].shape == (2, 3, 10, 2) and out["lmk_driving"].shape == (2, 3, 68, 2)
 
 
 def test_losses_helpers() -> None:
