@@ -13,24 +13,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-import torch
-
 #: Extra FSRT arguments of the released small-decoder model (``runs/vox256/vox256_small.yaml``).
 FSRT_SMALL_DECODER = {"decoder_heads": 6, "decoder_mlp_dim": 768, "render_hidden": [1536, 768]}
-
-
-def save_reenact_checkpoint(module: Any, out: str | Path, converted_from: list[str]) -> Path:
-    """Write ``module`` as a reenact checkpoint at ``out`` (atomically, with the umask's permissions)."""
-    import reenact
-    from reenact.data.video import atomic_path
-
-    hyper_parameters = {k: v for k, v in dict(module.hparams).items() if not k.startswith("_")}
-    payload = {"state_dict": module.state_dict(), "hyper_parameters": hyper_parameters,
-               "reenact": {"model": module.registry_name, "version": reenact.__version__,
-                           "converted_from": converted_from}}
-    with atomic_path(out) as temporary:
-        torch.save(payload, temporary)
-    return Path(out)
 
 
 def convert_fsrt(checkpoint: str | None, kp_detector: str | None, preset: str = "paper",
@@ -97,10 +81,12 @@ def run_convert(args: list[str]) -> int:
             module = lia_module_from_official(options.checkpoint)
     except (ValueError, KeyError, RuntimeError, OSError) as error:
         raise SystemExit(f"reenact convert: {error}") from None
-    save_reenact_checkpoint(module, out, inputs)
+    from reenact.registry import save_checkpoint
+
+    save_checkpoint(module, out, converted_from=inputs)
     parameters = sum(p.numel() for p in module.parameters())
     console.print(f"wrote {out}: {options.model} ({parameters / 1e6:.2f} M parameters) from {', '.join(inputs)}")
     return 0
 
 
-__all__ = ["build_parser", "convert_fsrt", "run_convert", "save_reenact_checkpoint"]
+__all__ = ["build_parser", "convert_fsrt", "run_convert"]

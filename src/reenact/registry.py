@@ -156,3 +156,22 @@ def load_from_checkpoint(path: str | Path, map_location: str = "cpu", strict: bo
     model = cls(**hyper_parameters)
     model.load_state_dict(checkpoint["state_dict"], strict=strict)
     return model
+
+
+def save_checkpoint(module: ReenactmentModule, out: str | Path, converted_from: Any = None) -> Path:
+    """Write ``module`` as a reenact checkpoint (``state_dict``, ``hyper_parameters``, the ``reenact`` section
+    naming the model) that :func:`load_from_checkpoint` reads; atomic, with the umask's permissions."""
+    import torch
+
+    import reenact
+    from reenact.data.video import atomic_path
+
+    info: dict[str, Any] = {"model": module.registry_name, "version": reenact.__version__}
+    if converted_from is not None:
+        info["converted_from"] = converted_from
+    hyper_parameters = {k: v for k, v in dict(module.hparams).items() if not k.startswith("_")}
+    with atomic_path(out) as temporary:
+        torch.save({"state_dict": module.state_dict(), "hyper_parameters": hyper_parameters, "reenact": info},
+                   temporary)
+    return Path(out)
+

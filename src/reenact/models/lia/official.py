@@ -115,13 +115,6 @@ def save_as_reenact_checkpoint(path: str | Path, out: str | Path, **overrides: A
     """Convert the released file into a reenact checkpoint (``state_dict`` + ``hyper_parameters`` + the
     ``reenact`` section) that ``reenact test --ckpt_path OUT`` and ``reenact.models.load_from_checkpoint``
     read, and that LPMM accepts as ``--model.backbone_ckpt``."""
-    import reenact
+    from reenact.registry import save_checkpoint
 
-    module = lia_module_from_official(path, **overrides)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    hyper_parameters = {k: v for k, v in dict(module.hparams).items() if not k.startswith("_")}
-    torch.save({"state_dict": module.state_dict(), "hyper_parameters": hyper_parameters,
-                "reenact": {"model": module.registry_name, "version": reenact.__version__,
-                            "converted_from": str(path)}}, out)
-    return out
+    return save_checkpoint(lia_module_from_official(path, **overrides), out, converted_from=str(path))
