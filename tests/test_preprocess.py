@@ -255,7 +255,7 @@ def test_help_lists_the_options(capsys: pytest.CaptureFixture) -> None:
         main(["preprocess", "--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    for option in ("--size", "--split", "--increase", "--iou-threshold", "--overwrite", "--format", "--stride"):
+    for option in ("--size", "--split", "--increase", "--iou_threshold", "--overwrite", "--format", "--stride"):
         assert option in text
     assert main(["--help"]) == 0 and "preprocess" in capsys.readouterr().out
 

@@ -22,7 +22,6 @@ import numpy as np
 import pytest
 import torch
 
-import reenact
 from reenact.cli import main
 from reenact.data.video import atomic_path, read_video, write_frame_folder
 
@@ -40,15 +39,12 @@ def _run(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subpr
 
 
 def _untrained_checkpoint(name: str, directory: Path) -> Path:
-    """A reenact checkpoint of ``name``'s tiny preset with its initial weights (what ``load_from_checkpoint``
-    reads: the registry name, hyper-parameters and state dict)."""
+    """A reenact checkpoint of ``name``'s tiny preset with its initial weights, written by the project's one
+    checkpoint writer (what ``load_from_checkpoint`` reads)."""
     from reenact.models import create_model
+    from reenact.registry import save_checkpoint
 
-    model = create_model(name, preset="tiny")
-    path = directory / f"{name}.ckpt"
-    torch.save({"reenact": {"model": name, "version": reenact.__version__}, "hyper_parameters": dict(model.hparams),
-                "state_dict": model.state_dict()}, path)
-    return path
+    return save_checkpoint(create_model(name, preset="tiny"), directory / f"{name}.ckpt")
 
 
 # ------------------------------------------------------------------------------------------- file modes
@@ -168,7 +164,7 @@ def test_every_registered_model_is_covered_by_the_predict_test() -> None:
     assert set(list_models()) == {"copy-source", "fsrt", "keypoint-warp", "lia", "lpmm", "pechead"}
 
 
-@pytest.mark.parametrize(("name", "edit_args"), [("lpmm", ["--param", "0=1.5", "--preset", "surprise"]),
+@pytest.mark.parametrize(("name", "edit_args"), [("lpmm", ["--param", "0=1.5", "--expression_preset", "surprise"]),
                                                  ("pechead", ["--yaw", "20"])])
 def test_edit_works_for_every_model_that_edits(name: str, edit_args: list[str], synthetic_root: Path,
                                                tmp_path: Path) -> None:
@@ -216,7 +212,7 @@ def test_predict_rejects_bad_inputs_before_any_work(synthetic_root: Path, tmp_pa
                                                     capsys: pytest.CaptureFixture) -> None:
     video = str(sorted((synthetic_root / "test").iterdir())[0])
     base = ["predict", "--model", "copy-source", "-s", video, "-d", video]
-    for flag, value in (("--fps", "-5"), ("--max-frames", "0")):
+    for flag, value in (("--fps", "-5"), ("--max_frames", "0")):
         with pytest.raises(SystemExit):
             main([*base, "-o", str(tmp_path / "x.mp4"), flag, value])
         assert flag in capsys.readouterr().err
@@ -243,7 +239,8 @@ def test_lpmm_edit_parameter_out_of_range_is_one_clear_line(synthetic_root: Path
     with pytest.raises(SystemExit, match=r"--param 999: this LPMM has parameters 0\.\.39"):
         main(["edit", "--ckpt", str(checkpoint), "-s", image, "--param", "999=1", "-o", str(tmp_path / "e.png")])
     with pytest.raises(SystemExit, match="no LPMM preset 'nope'"):
-        main(["edit", "--ckpt", str(checkpoint), "-s", image, "--preset", "nope", "-o", str(tmp_path / "e.png")])
+        main(["edit", "--ckpt", str(checkpoint), "-s", image, "--expression_preset", "nope",
+              "-o", str(tmp_path / "e.png")])
     assert not (tmp_path / "e.png").exists()
 
 

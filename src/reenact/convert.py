@@ -13,6 +13,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from reenact.argparsing import ArgumentParser
+
 #: Extra FSRT arguments of the released small-decoder model (``runs/vox256/vox256_small.yaml``).
 FSRT_SMALL_DECODER = {"decoder_heads": 6, "decoder_mlp_dim": 768, "render_hidden": [1536, 768]}
 
@@ -33,19 +35,19 @@ def convert_fsrt(checkpoint: str | None, kp_detector: str | None, preset: str = 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="reenact convert",
         description="Convert released checkpoints into reenact checkpoints (nothing is downloaded). "
                     "fsrt: the released model file (vox256.pt) and/or FOMM's keypoint detector (kp_detector.pt or "
                     "vox-cpk.pth.tar); lia: the released vox.pt.",
-        epilog="Examples: reenact convert fsrt --checkpoint fsrt_checkpoints/vox256.pt --kp-detector "
+        epilog="Examples: reenact convert fsrt --checkpoint fsrt_checkpoints/vox256.pt --kp_detector "
                "fsrt_checkpoints/kp_detector.pt -o fsrt_vox.ckpt ; reenact convert lia --checkpoint vox.pt -o lia.ckpt",
     )
     parser.add_argument("model", choices=("fsrt", "lia"), help="which released model the files belong to")
     parser.add_argument("--checkpoint", help="the released model file")
-    parser.add_argument("--kp-detector", help="fsrt: FOMM/FSRT keypoint detector file (kp_detector.pt or a FOMM "
+    parser.add_argument("--kp_detector", help="fsrt: FOMM/FSRT keypoint detector file (kp_detector.pt or a FOMM "
                                               "checkpoint with a kp_detector entry)")
-    parser.add_argument("--small-decoder", action="store_true", help="fsrt: the released small-decoder model")
+    parser.add_argument("--small_decoder", action="store_true", help="fsrt: the released small-decoder model")
     parser.add_argument("--preset", default="paper",
                         help="architecture preset the weights are loaded into (default: paper, the released sizes)")
     parser.add_argument("-o", "--out", required=True, help="reenact checkpoint to write (.ckpt)")
@@ -66,7 +68,7 @@ def run_convert(args: list[str]) -> int:
         raise SystemExit(f"reenact convert: {error}") from None
     inputs = [path for path in (options.checkpoint, options.kp_detector) if path]
     if not inputs:
-        raise SystemExit("reenact convert: give --checkpoint (and for fsrt optionally --kp-detector)")
+        raise SystemExit("reenact convert: give --checkpoint (and for fsrt optionally --kp_detector)")
     for path in inputs:
         if not Path(path).is_file():
             raise SystemExit(f"reenact convert: {path} not found")

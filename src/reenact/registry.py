@@ -134,26 +134,52 @@ def create_model(name: str, preset: str = DEFAULT_PRESET, checkpoint_path: str |
     return cls(**arguments)
 
 
-def load_from_checkpoint(path: str | Path, map_location: str = "cpu", strict: bool = True) -> ReenactmentModule:
-    """Rebuild a model from a reenact checkpoint; the model's registry name travels inside it.
+class CheckpointError(ValueError):
+    """A file that is not a readable reenact checkpoint; the message names the file and the reason."""
 
-    The file is read with ``weights_only=True``: a checkpoint is data, never code to run.
-    """
+
+def read_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, Any]:
+    """The checkpoint dict of a reenact checkpoint, read with ``weights_only=True`` (a checkpoint is data, never
+    code to run). Raises :class:`FileNotFoundError` or :class:`CheckpointError` with one clear line."""
     import torch
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} not found")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes); was its writing interrupted?")
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:
-        raise ValueError(f"{path}: not a readable reenact checkpoint ({error})") from error
-    info = checkpoint.get("reenact") if isinstance(checkpoint, dict) else None
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"{path} is not a readable checkpoint ({reason})") from None
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"{path} is not a reenact checkpoint (it holds a {type(checkpoint).__name__}, "
+                              "not a dict)")
+    return checkpoint
+
+
+def stored_hyper_parameters(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The model's constructor arguments saved in ``checkpoint`` (Lightning's private ``_*`` keys dropped)."""
+    return {k: v for k, v in (checkpoint.get("hyper_parameters") or {}).items() if not k.startswith("_")}
+
+
+def checkpoint_info(path: str | Path) -> tuple[str | None, dict[str, Any]]:
+    """``(registry name or None, hyper-parameters)`` of a checkpoint, without building the model."""
+    checkpoint = read_checkpoint(path)
+    return (checkpoint.get("reenact") or {}).get("model"), stored_hyper_parameters(checkpoint)
+
+
+def load_from_checkpoint(path: str | Path, map_location: str = "cpu", strict: bool = True) -> ReenactmentModule:
+    """Rebuild a model from a reenact checkpoint; the model's registry name travels inside it.
+
+    The file is read with ``weights_only=True``: a checkpoint is data, never code to run.
+    """
+    checkpoint = read_checkpoint(path, map_location)
+    info = checkpoint.get("reenact")
     if not info or "model" not in info:
-        raise ValueError(f"{path}: has no 'reenact' section naming its model; was it written by reenact?")
-    cls = get_entry(info["model"]).load_class()
-    hyper_parameters = {k: v for k, v in (checkpoint.get("hyper_parameters") or {}).items() if not k.startswith("_")}
-    model = cls(**hyper_parameters)
+        raise CheckpointError(f"{path}: has no 'reenact' section naming its model; was it written by reenact?")
+    model = get_entry(info["model"]).load_class()(**stored_hyper_parameters(checkpoint))
     model.load_state_dict(checkpoint["state_dict"], strict=strict)
     return model
 

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from reenact.argparsing import ArgumentParser
 from reenact.comparison.plan import Stage
 
 console = Console()
@@ -58,7 +59,7 @@ itself is always step-counted.
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="reenact benchmark", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
         description="Train every model with one shared Trainer configuration, data and seed, evaluate all of them "
                     "with the same protocols and metrics, and write report.md, report.json and PNG pictures.")
@@ -85,9 +86,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", choices=sorted(PROTOCOL_ARGS), default="fsrt",
                    help="test frames: fsrt (default; FSRT Sec. 4.1: source frame 0, every 10th frame at least 10 "
                         "frames from the source) or fomm (every frame from frame 0)")
-    p.add_argument("--eval-frames", type=int, default=None,
+    p.add_argument("--eval_frames", type=int, default=None,
                    help="at most this many frames evaluated per test video (default: all the protocol selects)")
-    p.add_argument("--eval-pairs", type=int, default=None, help="cross-identity pairs (default: 20)")
+    p.add_argument("--eval_pairs", type=int, default=None, help="cross-identity pairs (default: 20)")
     p.add_argument("--samples", type=int, default=3, help="test clips in the sample grid (default 3)")
     p.add_argument("--overwrite", action="store_true",
                    help="start again in an --out folder that holds a benchmark with other settings")
@@ -106,14 +107,14 @@ def _resolve(options: argparse.Namespace) -> argparse.Namespace:
 
 
 def _checkpoints(values: list[str]) -> dict[str, str]:
-    from reenact.cli import _checkpoint_info
+    from reenact.cli.common import checkpoint_info
 
     checkpoints = {}
     for value in values:
         if "=" not in value:
             raise SystemExit(f"reenact benchmark: --ckpt {value!r}: expected MODEL=PATH")
         name, path = value.split("=", 1)
-        stored, _ = _checkpoint_info(path)  # exits naming the file when it is missing or unreadable
+        stored, _ = checkpoint_info(path)  # exits naming the file when it is missing or unreadable
         if stored is not None and stored != name:
             raise SystemExit(f"reenact benchmark: {path} holds a {stored!r} model, not {name!r}")
         checkpoints[name] = str(Path(path).resolve())

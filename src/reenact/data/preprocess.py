@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from reenact.argparsing import ArgumentParser
 from reenact.data.discovery import SPLITS, annotation_path
 from reenact.data.video import (
     VIDEO_SUFFIXES,
@@ -56,7 +57,6 @@ from reenact.data.video import (
     atomic_path,
     atomic_write_json,
     read_image,
-    read_video,
     video_fps,
     write_frame_folder,
     write_video,
@@ -164,23 +164,6 @@ def crop_image(image: np.ndarray, size: int = 256, increase: float = 0.1, backen
     if box is None:
         raise NoFaceError(f"no face found in the {image.shape[1]}x{image.shape[0]} image ({backend} backend)")
     return crop_frame(image, square_crop_box(box[None], increase), size)
-
-
-def load_cropped_source(path: str | Path, size: int, increase: float = 0.1, backend: str = "dlib") -> Any:
-    """An image (or a video's first frame) -> face-cropped ``[1, 3, size, size]`` float tensor in [0, 1], for
-    ``reenact predict --crop-source``. Raises ``SystemExit`` with a clear message on failure."""
-    import torch
-
-    path = Path(path)
-    try:
-        if path.is_dir():
-            frame = read_video(path, max_frames=1)[0]
-        else:
-            frame = read_image(path) if path.suffix.lower() in INPUT_IMAGE_SUFFIXES else next(_iter_frames(path))
-        cropped = crop_image(frame, size=size, increase=increase, backend=backend)
-    except (VideoReadError, NoFaceError, RuntimeError, StopIteration) as error:
-        raise SystemExit(f"reenact predict: --crop-source {path}: {error}") from None
-    return torch.from_numpy(np.array(cropped)).permute(2, 0, 1).float().div(255)[None]
 
 
 # ----------------------------------------------------------------------------------------- inputs
@@ -569,7 +552,7 @@ def assign_test_identities(inputs: list[InputFile], fraction: float, seed: int =
     train_ids = sorted({item.name.split("#", 1)[0] for item in inputs
                         if item.kind == "video" and item.split == "train"})
     if len(train_ids) < 2:
-        raise ValueError(f"--test-fraction needs videos of at least 2 identities (<identity>/<clip> folders or "
+        raise ValueError(f"--test_fraction needs videos of at least 2 identities (<identity>/<clip> folders or "
                          f"files), found {len(train_ids)}")
     count = min(len(train_ids) - 1, max(1, round(fraction * len(train_ids))))
     order = np.random.default_rng(seed).permutation(len(train_ids))
@@ -594,7 +577,7 @@ def _check_same_settings(out: Path, config: PreprocessConfig) -> None:
 
 # -------------------------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="reenact preprocess",
         description="Detect the face in raw videos or images, crop one stable square per clip, resize, and write "
                     "a FOMM-layout dataset (OUT/train, OUT/test, OUT/images for single images) with per-frame "
@@ -614,21 +597,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--increase", type=float, default=0.1,
                         help="margin added on each side of the face box, as a fraction of its size (default: 0.1,"
                              " FOMM's increase_area; 0.3 gives looser, VoxCeleb-like framing)")
-    parser.add_argument("--iou-threshold", type=float, default=0.25,
+    parser.add_argument("--iou_threshold", type=float, default=0.25,
                         help="start a new clip (<name>_partNN) when a face box's IoU with the clip's first box "
                              "falls below this (default: 0.25, FOMM's iou_with_initial; 0: one crop per input)")
-    parser.add_argument("--min-frames", type=int, default=2,
+    parser.add_argument("--min_frames", type=int, default=2,
                         help="drop split-off clips shorter than this (default: 2)")
     parser.add_argument("--stride", type=int, default=1,
                         help="detect the face on every N-th frame to find the crop (default: 1, every frame)")
-    parser.add_argument("--detect-size", type=int, default=640,
+    parser.add_argument("--detect_size", type=int, default=640,
                         help="downscale frames to at most this longest side for detection (default: 640; 0: "
                              "full resolution)")
     parser.add_argument("--backend", default="dlib",
                         help="landmark backend: dlib (default), face-alignment, mediapipe")
     parser.add_argument("--format", dest="video_format", choices=("mp4", "png"), default="mp4",
                         help="store clips as H.264 mp4 (default) or as folders of PNG frames")
-    parser.add_argument("--test-fraction", type=float, default=0.0,
+    parser.add_argument("--test_fraction", type=float, default=0.0,
                         help="put the videos of this fraction of the identities (<identity>/<clip>...) into test/, "
                              "identity-disjoint from train/ (default: 0; e.g. 0.2 gives a trainable, testable "
                              "dataset)")
@@ -695,6 +678,6 @@ __all__ = [
     "FOREHEAD", "INPUT_IMAGE_SUFFIXES", "INPUT_VIDEO_SUFFIXES", "InputFile", "InputResult", "NoFaceError",
     "PreprocessConfig", "PreprocessSummary", "Segment", "assign_test_identities", "box_iou", "build_parser",
     "crop_frame", "crop_image",
-    "detect_face_box", "face_box", "find_inputs", "load_cropped_source", "preprocess", "preprocess_input",
+    "detect_face_box", "face_box", "find_inputs", "preprocess", "preprocess_input",
     "run_preprocess", "split_segments", "square_crop_box",
 ]

@@ -191,12 +191,14 @@ def check_writable(target: str | Path, overwrite: bool) -> Path:
     return target
 
 
-def write_video(path: str | Path, frames: np.ndarray, fps: float = 25.0, crf: int = 12) -> Path:
+def write_video(path: str | Path, frames: np.ndarray, fps: float = 25.0, crf: int = 12,
+                audio_from: str | Path | None = None) -> Path:
     """Write ``[T, H, W, 3]`` uint8 RGB frames atomically.
 
     ``.mp4``/``.mov``/``.mkv`` use H.264 (yuv444p when the size is odd, since 4:2:0 needs even sizes),
     ``.avi`` uses MJPEG, ``.gif`` uses PIL. Low ``crf`` keeps compression artefacts below what the
-    metrics can see on the synthetic data.
+    metrics can see on the synthetic data. ``audio_from``: a video whose audio track (if it has one) is copied
+    into the output, cut to the output's duration (:func:`mux_audio`; not for ``.gif``).
     """
     path = Path(path)
     frames = np.asarray(frames)
@@ -212,7 +214,68 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float = 25.0, crf: in
             )
         else:
             _encode(temporary, frames, fps, crf, suffix)
+            if audio_from is not None and audio_stream_info(audio_from) is not None:
+                with atomic_path(temporary) as muxed:
+                    mux_audio(temporary, audio_from, muxed)
     return path
+
+
+def audio_stream_info(path: str | Path) -> str | None:
+    """The codec name of ``path``'s first audio stream, or ``None`` (no audio, a folder, an image, unreadable)."""
+    path = Path(path)
+    if not path.is_file() or path.suffix.lower() in IMAGE_SUFFIXES or path.suffix.lower() == ".gif":
+        return None
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            return container.streams.audio[0].codec_context.name if container.streams.audio else None
+    except av.FFmpegError:
+        return None
+
+
+def mux_audio(video: str | Path, audio_from: str | Path, out: str | Path) -> None:
+    """Write ``out``: the video stream of ``video`` (packets copied) and the first audio stream of
+    ``audio_from``, cut at the video's duration. The audio packets are copied when the output container takes
+    their codec (AAC, MP3, Opus... in MP4/MOV/MKV) and re-encoded to AAC otherwise (e.g. PCM in MP4)."""
+    import av
+
+    suffix = Path(out).suffix.lower()
+    container_format = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi"}.get(suffix)
+    with av.open(str(video)) as video_in, av.open(str(audio_from)) as audio_in:
+        video_stream, audio_stream = video_in.streams.video[0], audio_in.streams.audio[0]
+        if video_stream.frames and video_stream.average_rate:
+            duration: float | None = float(video_stream.frames / video_stream.average_rate)
+        else:  # Matroska stores no frame count
+            duration = video_in.duration / 1e6 if video_in.duration else None
+        copy = container_format == "matroska" or audio_stream.codec_context.name in ("aac", "mp3", "opus", "alac")
+        with av.open(str(out), mode="w", format=container_format) as output:
+            video_out = output.add_stream_from_template(video_stream)
+            if copy:
+                audio_out = output.add_stream_from_template(audio_stream)
+            else:
+                audio_out = output.add_stream("aac", rate=audio_stream.codec_context.sample_rate)
+            for packet in video_in.demux(video_stream):
+                if packet.size == 0:  # the demuxer's end-of-stream packet
+                    continue
+                packet.stream = video_out
+                output.mux(packet)
+            for packet in audio_in.demux(audio_stream):
+                if packet.size == 0 or packet.pts is None:
+                    continue
+                if duration is not None and float(packet.pts * packet.time_base) >= duration:
+                    break
+                if copy:
+                    packet.stream = audio_out
+                    output.mux(packet)
+                else:
+                    for frame in packet.decode():
+                        frame.pts = None
+                        for encoded in audio_out.encode(frame):
+                            output.mux(encoded)
+            if not copy:
+                for encoded in audio_out.encode():
+                    output.mux(encoded)
 
 
 def _encode(path: Path, frames: np.ndarray, fps: float, crf: int, suffix: str) -> None:

@@ -33,6 +33,8 @@ class KeypointWarp(ReenactmentModule):
         tps_sigma_affine, tps_sigma_tps, tps_points: random TPS of the equivariance loss (FOMM: 0.05, 0.005, 5).
         warped_source_skip: the decoder corrects the warped source image instead of painting from gray (see
             :class:`KeypointWarpGenerator`); the presets switch it on.
+        adapt_scale: in relative mode, scale the driving keypoints' motion by the source/driving convex-hull size
+            ratio (FOMM's ``adapt_movement_scale``; off by default, as in FOMM's demo).
     """
 
     registry_name = "keypoint-warp"
@@ -44,7 +46,8 @@ class KeypointWarp(ReenactmentModule):
                  scale_factor: float = 0.5, temperature: float = 0.1, lr: float = 2e-4,
                  reconstruction_weight: float = 10.0, perceptual_weight: float = 0.0,
                  equivariance_weight: float = 10.0, tps_sigma_affine: float = 0.05, tps_sigma_tps: float = 0.005,
-                 tps_points: int = 5, warped_source_skip: bool = False, metrics: list[str] | None = None,
+                 tps_points: int = 5, warped_source_skip: bool = False, adapt_scale: bool = False,
+                 metrics: list[str] | None = None,
                  relative: bool = False,
                  eval_chunk: int = 16, num_sample_frames: int = 4) -> None:
         super().__init__(image_size=image_size, metrics=metrics, relative=relative, eval_chunk=eval_chunk,
@@ -64,7 +67,8 @@ class KeypointWarp(ReenactmentModule):
 
     def animate(self, source: torch.Tensor, driving: torch.Tensor, *, relative: bool = False) -> torch.Tensor:
         """``source`` [B, S, 3, H, W] (first frame used), ``driving`` [B, T, 3, H, W] -> [B, T, 3, H, W]."""
-        return self.generator.animate(source[:, 0], driving, relative=relative)
+        return self.generator.animate(source[:, 0], driving, relative=relative,
+                                      adapt_scale=self.hparams.adapt_scale)
 
     def losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """The weighted training losses of one pair batch; ``total`` is their sum."""
