@@ -319,3 +319,33 @@ def test_convert_released_fsrt_files_to_a_reenact_checkpoint(synthetic_root: Pat
     video = sorted((synthetic_root / "test").iterdir())[0]
     assert main(["predict", "--ckpt", str(out), "-s", str(video), "-d", str(video), "-o", str(tmp_path / "a.mp4"),
                  "--max-frames", "2"]) == 0
+
+
+def test_create_model_pretrained_reads_the_released_files(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """timm's ``pretrained=``: released files found in the weights folder become the model; a missing one is a
+    clear error naming the file and where to put it; nothing is downloaded."""
+    import reenact.registry as registry
+    from reenact.models import create_model
+    from reenact.weights import MissingWeightsError
+
+    monkeypatch.setenv("REENACT_WEIGHTS_DIR", str(tmp_path / "weights"))
+    assert registry.list_models(pretrained=True) == ["fsrt", "lia"]
+    assert registry.pretrained_tags("fsrt") == ["vox256", "vox256-small"]
+    with pytest.raises(MissingWeightsError, match=r"vox256\.pt"):
+        create_model("fsrt", pretrained="vox256")
+    with pytest.raises(ValueError, match="no pretrained tag 'celebv'"):
+        create_model("fsrt", pretrained="celebv")
+    with pytest.raises(ValueError, match="has no released weights"):
+        create_model("pechead", pretrained=True)
+
+    # The released layout at tiny sizes (the test swaps the preset; the real files have the paper's).
+    monkeypatch.setattr(registry, "PRETRAINED_PRESET", "tiny")
+    torch.manual_seed(4)
+    released = create_model("fsrt", preset="tiny").generator
+    (tmp_path / "weights").mkdir()
+    torch.save({part: getattr(released, part).state_dict() for part in ("encoder", "decoder", "expression_encoder")},
+               tmp_path / "weights" / "vox256.pt")
+    torch.save(released.kp_detector.state_dict(), tmp_path / "weights" / "kp_detector.pt")
+    model = create_model("fsrt", pretrained=True)
+    for name, value in released.state_dict().items():
+        assert torch.equal(model.generator.state_dict()[name], value), name

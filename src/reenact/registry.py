@@ -61,14 +61,32 @@ def _ensure_builtin() -> None:
     import reenact.models  # noqa: F401  (registers the built-in models)
 
 
+#: Released weights per model, as timm's pretrained tags: tag -> (weights entries in :mod:`reenact.weights`,
+#: how :mod:`reenact.convert` builds the module from the resolved files).
+PRETRAINED: dict[str, dict[str, tuple[str, ...]]] = {
+    "fsrt": {"vox256": ("fsrt-vox256", "fomm-kp-detector"), "vox256-small": ("fsrt-vox256-small", "fomm-kp-detector")},
+    "lia": {"vox": ("lia-vox",)},
+}
+
+
+#: The preset whose architecture the released weights have.
+PRETRAINED_PRESET = "paper"
+
+
+def pretrained_tags(name: str) -> list[str]:
+    """The released-weights tags of model ``name`` (``create_model(name, pretrained=TAG)``)."""
+    return sorted(PRETRAINED.get(name, {}))
+
+
 def list_models(pattern: str | None = None, *, trainable: bool | None = None,
-                editing: bool | None = None) -> list[str]:
+                editing: bool | None = None, pretrained: bool | None = None) -> list[str]:
     """Names of the registered models, sorted; like ``timm.list_models``, optionally filtered.
 
     Args:
         pattern: shell-style wildcard on the name (``"*warp*"``, ``"l*"``); ``None``: all.
         trainable: only models that train (``True``) or that have nothing to train (``False``, copy-source).
         editing: only models that edit a still image's pose/expression (``True``: lpmm, pechead) or not.
+        pretrained: only models with released weights tags (``True``: fsrt, lia; see :data:`PRETRAINED`) or not.
     """
     import fnmatch
 
@@ -76,6 +94,8 @@ def list_models(pattern: str | None = None, *, trainable: bool | None = None,
     names = sorted(_REGISTRY)
     if pattern is not None:
         names = [name for name in names if fnmatch.fnmatchcase(name, pattern)]
+    if pretrained is not None:
+        names = [name for name in names if bool(pretrained_tags(name)) == pretrained]
     if trainable is not None or editing is not None:
         classes = {name: _REGISTRY[name].load_class() for name in names}
         if trainable is not None:
@@ -109,15 +129,22 @@ def preset_config(name: str, preset: str = DEFAULT_PRESET) -> dict[str, Any]:
 
 
 def create_model(name: str, preset: str = DEFAULT_PRESET, checkpoint_path: str | Path | None = None,
-                 **overrides: Any) -> ReenactmentModule:
+                 pretrained: str | bool = False, **overrides: Any) -> ReenactmentModule:
     """Build a model from its preset's ``model:`` section, with keyword overrides on top.
 
     With ``checkpoint_path`` (timm's argument), the model is the checkpoint's instead (its stored architecture
     and weights, :func:`load_from_checkpoint`); it must hold a ``name`` model, and ``preset``/``overrides`` are
     then not allowed (the architecture is the trained one).
 
+    With ``pretrained`` (timm's argument: a tag of :func:`pretrained_tags`, or ``True`` for the first), the
+    model holds the released weights, read from the files :mod:`reenact.weights` resolves (the weights folder,
+    ``$REENACT_WEIGHTS_DIR``, or the per-file variable); a missing file raises
+    :class:`~reenact.weights.MissingWeightsError` naming it and where to put it. Nothing is downloaded.
+
     >>> model = create_model("copy-source", preset="tiny", image_size=128)
     """
+    if checkpoint_path is not None and pretrained:
+        raise ValueError("create_model: give checkpoint_path or pretrained, not both")
     if checkpoint_path is not None:
         if overrides:
             raise ValueError(f"create_model({name!r}, checkpoint_path=...) takes the checkpoint's architecture; "
@@ -126,12 +153,36 @@ def create_model(name: str, preset: str = DEFAULT_PRESET, checkpoint_path: str |
         if model.registry_name != name:
             raise ValueError(f"{checkpoint_path} holds a {model.registry_name!r} model, not {name!r}")
         return model
+    if pretrained:
+        return _create_pretrained(name, pretrained, overrides)
     cls = get_entry(name).load_class()
     arguments = dict(preset_config(name, preset).get("model") or {})
     # A Lightning CLI config may nest the arguments under init_args.
     arguments = dict(arguments.get("init_args", arguments))
     arguments.update(overrides)
     return cls(**arguments)
+
+
+def _create_pretrained(name: str, tag: str | bool, overrides: dict[str, Any]) -> ReenactmentModule:
+    tags = pretrained_tags(name)
+    if not tags:
+        raise ValueError(f"{name!r} has no released weights (models with pretrained tags: "
+                         f"{', '.join(list_models(pretrained=True))})")
+    tag = tags[0] if tag is True else str(tag)
+    if tag not in tags:
+        raise ValueError(f"{name!r} has no pretrained tag {tag!r}; tags: {', '.join(tags)}")
+    if overrides:
+        raise ValueError(f"create_model({name!r}, pretrained={tag!r}) has the released architecture; drop the "
+                         f"overrides {sorted(overrides)}")
+    from reenact import convert, weights
+
+    files = [weights.resolve(entry) for entry in PRETRAINED[name][tag]]
+    if name == "fsrt":
+        return convert.convert_fsrt(str(files[0]), str(files[1]), preset=PRETRAINED_PRESET,
+                                    small_decoder=tag == "vox256-small")
+    from reenact.models.lia.official import lia_module_from_official
+
+    return lia_module_from_official(str(files[0]))
 
 
 class CheckpointError(ValueError):

@@ -355,6 +355,45 @@ register(
         requires=("face-alignment-s3fd",),
     )
 )
+# Released model checkpoints (read with weights_only=True; `reenact convert` and `create_model(pretrained=...)`).
+register(
+    WeightSpec(
+        name="fsrt-vox256",
+        files=("vox256.pt",),
+        description="FSRT's released VoxCeleb 256 px model (encoder, decoder, expression network)",
+        source="andrerochow/fsrt release: fsrt_checkpoints/vox256.pt",
+        in_torch_hub=False,
+        requires=("fomm-kp-detector",),
+    )
+)
+register(
+    WeightSpec(
+        name="fsrt-vox256-small",
+        files=("vox256_small.pt",),
+        description="FSRT's released VoxCeleb 256 px model with the small decoder",
+        source="andrerochow/fsrt release: fsrt_checkpoints/vox256_small.pt",
+        in_torch_hub=False,
+        requires=("fomm-kp-detector",),
+    )
+)
+register(
+    WeightSpec(
+        name="fomm-kp-detector",
+        files=("kp_detector.pt",),
+        description="FOMM-style 10-keypoint detector released with FSRT (frozen in FSRT training)",
+        source="andrerochow/fsrt release: fsrt_checkpoints/kp_detector.pt",
+        in_torch_hub=False,
+    )
+)
+register(
+    WeightSpec(
+        name="lia-vox",
+        files=("vox.pt",),
+        description="LIA's released VoxCeleb 256 px generator (also LPMM's backbone)",
+        source="wyhsirius/LIA release: checkpoints/vox.pt",
+        in_torch_hub=False,
+    )
+)
 register(
     WeightSpec(
         name="raft-large",

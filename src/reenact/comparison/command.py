@@ -70,7 +70,7 @@ def parser() -> argparse.ArgumentParser:
                    help="training budget per model: STEPS (e.g. 300), a multiple of each preset's steps (e.g. 4x) or "
                         "a time (e.g. 2.5min) converted to steps from a measured warm-up; default: the presets' own")
     p.add_argument("--out", required=True, help="output folder (report, pictures, per-stage logs and checkpoints)")
-    p.add_argument("--ckpt", action="append", default=[], metavar="MODEL=PATH",
+    p.add_argument("--ckpt_path", "--ckpt", dest="ckpt", action="append", default=[], metavar="MODEL=PATH",
                    help="evaluate this checkpoint instead of training MODEL (repeatable); lia=PATH also serves as "
                         "lpmm's backbone")
     p.add_argument("--quick", action="store_true",
@@ -112,7 +112,7 @@ def _checkpoints(values: list[str]) -> dict[str, str]:
     checkpoints = {}
     for value in values:
         if "=" not in value:
-            raise SystemExit(f"reenact benchmark: --ckpt {value!r}: expected MODEL=PATH")
+            raise SystemExit(f"reenact benchmark: --ckpt_path {value!r}: expected MODEL=PATH")
         name, path = value.split("=", 1)
         stored, _ = checkpoint_info(path)  # exits naming the file when it is missing or unreadable
         if stored is not None and stored != name:
