@@ -56,13 +56,13 @@ def test_plan_prerequisites_and_step_scaling() -> None:
     assert by_key["pechead"].checkpoint_args == {"--model.reconstructor_ckpt": "pechead.reconstructor"}
     assert by_key["lpmm"].checkpoint_args == {"--model.backbone_ckpt": "lpmm.backbone"}
     assert by_key["lpmm.backbone"].model == "lia" and by_key["lpmm.backbone"].owner == "lpmm"
-    # LPMM's internal stage lengths shrink with the budget (tiny: 150 + 100 batches of 250 steps -> x0.24).
+    # LPMM's internal stage lengths shrink with the budget (tiny: 150 + 600 batches of 750 steps -> x0.08).
     args = by_key["lpmm"].args
-    assert args[args.index("--model.regressor_steps") + 1] == "36"
-    assert args[args.index("--model.adaptor_steps") + 1] == "24"
-    # So does the GAN warm-up of its LIA backbone (lia tiny: 1000 steps, GAN from 700; LPMM's factor x0.24).
+    assert args[args.index("--model.regressor_steps") + 1] == "12"
+    assert args[args.index("--model.adaptor_steps") + 1] == "48"
+    # So does the GAN warm-up of its LIA backbone (lia tiny: 1000 steps, GAN from 700; LPMM's factor x0.08).
     backbone = dict(zip(by_key["lpmm.backbone"].args[::2], by_key["lpmm.backbone"].args[1::2], strict=True))
-    assert backbone["--model.gan_start_steps"] == "168" and by_key["lpmm.backbone"].max_steps == 240
+    assert backbone["--model.gan_start_steps"] == "56" and by_key["lpmm.backbone"].max_steps == 80
     assert by_key["pechead.test"].checkpoint_args == {"--ckpt_path": "pechead"}
     assert by_key["copy-source.test"].checkpoint_args == {}
 

@@ -170,7 +170,7 @@ def test_default_dataset_is_built_once_even_when_asked_concurrently(
         builds.append(args)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(synthetic, "generate_dataset", counting)
+    monkeypatch.setattr(synthetic.dataset, "generate_dataset", counting)
     roots: list[Path] = []
     threads = [threading.Thread(target=lambda: roots.append(ensure_default_dataset(progress=False))) for _ in range(3)]
     for thread in threads:
