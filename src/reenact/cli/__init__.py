@@ -64,7 +64,7 @@ def _run_convert(args: list[str]) -> int:
 
 
 def _run_preprocess(args: list[str]) -> int:
-    from reenact.data.preprocess import run_preprocess
+    from reenact.cli.preprocess import run_preprocess
 
     return run_preprocess(args)
 

@@ -37,7 +37,6 @@ tried again on every run. ``preprocess.json`` is rewritten atomically after ever
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 from collections.abc import Callable, Iterator
@@ -48,8 +47,18 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from reenact.argparsing import ArgumentParser
 from reenact.data.discovery import SPLITS, annotation_path
+from reenact.data.facecrop import (
+    FOREHEAD,
+    NoFaceError,
+    _require_backend,
+    box_iou,
+    crop_frame,
+    crop_image,
+    detect_face_box,
+    face_box,
+    square_crop_box,
+)
 from reenact.data.video import (
     VIDEO_SUFFIXES,
     VideoReadError,
@@ -65,8 +74,6 @@ from reenact.data.video import (
 #: File suffixes read as videos and as single images.
 INPUT_VIDEO_SUFFIXES: tuple[str, ...] = VIDEO_SUFFIXES
 INPUT_IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
-#: Fraction of the landmark box height added above it so that the face box covers the forehead.
-FOREHEAD = 0.25
 #: Sub-folder of OUT (and pseudo-split of ``annotations/``) holding cropped single images.
 IMAGE_DIR = "images"
 SUMMARY_FILE = "preprocess.json"
@@ -75,95 +82,6 @@ STATUSES = ("processed", "skipped-existing", "no-face", "too-short", "unreadable
 MIN_CLIP_FRAMES = 2
 #: Settings that change what an output holds: a re-run with other values must redo the outputs, not skip them.
 OUTPUT_SETTINGS = ("size", "increase", "iou_threshold", "video_format", "backend")
-
-
-class NoFaceError(ValueError):
-    """No face was detected where one is needed (the message names the image or file)."""
-
-
-# ------------------------------------------------------------------------------------------- geometry
-def face_box(landmarks: np.ndarray) -> np.ndarray:
-    """``[68, 2]`` landmarks (x, y pixels) -> face box ``[4]`` float64 ``(left, top, right, bottom)``: the
-    landmark bounding box with its top raised by :data:`FOREHEAD` of its height."""
-    points = np.asarray(landmarks, dtype=np.float64)
-    left, top = points.min(axis=0)
-    right, bottom = points.max(axis=0)
-    return np.array([left, top - FOREHEAD * (bottom - top), right, bottom])
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection over union of two ``(left, top, right, bottom)`` boxes."""
-    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    intersection = width * height
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - intersection
-    return float(intersection / union) if union > 0 else 0.0
-
-
-def square_crop_box(boxes: np.ndarray, increase: float = 0.1) -> tuple[int, int, int, int]:
-    """Face boxes ``[N, 4]`` -> the integer square crop ``(left, top, right, bottom)`` (right/bottom exclusive)
-    around their union, side ``(1 + 2 * increase) * max(width, height)``; it may extend outside the frame."""
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    left, top = boxes[:, 0].min(), boxes[:, 1].min()
-    right, bottom = boxes[:, 2].max(), boxes[:, 3].max()
-    side = max(2, int(round((1 + 2 * increase) * max(right - left, bottom - top))))
-    x0 = int(round((left + right) / 2 - side / 2))
-    y0 = int(round((top + bottom) / 2 - side / 2))
-    return x0, y0, x0 + side, y0 + side
-
-
-def crop_frame(frame: np.ndarray, box: tuple[int, int, int, int], size: int) -> np.ndarray:
-    """``[H, W, 3]`` uint8 -> ``[size, size, 3]`` uint8: the square ``box`` (edge-replicated where it leaves
-    the frame) resized with PIL bicubic."""
-    height, width = frame.shape[:2]
-    left, top, right, bottom = box
-    # Clipped indices replicate the edge rows/columns wherever the box leaves the frame.
-    rows = np.clip(np.arange(top, bottom), 0, height - 1)
-    columns = np.clip(np.arange(left, right), 0, width - 1)
-    square = np.ascontiguousarray(frame[rows[:, None], columns[None, :]])
-    return np.asarray(Image.fromarray(square).resize((size, size), Image.Resampling.BICUBIC))
-
-
-def _detection_view(frame: np.ndarray, detect_size: int) -> tuple[np.ndarray, float]:
-    """Downscale ``[H, W, 3]`` so its longest side is at most ``detect_size`` (0: never) -> (view, scale) with
-    ``original = (view + 0.5) * scale - 0.5`` in the pixel-centre convention."""
-    height, width = frame.shape[:2]
-    longest = max(height, width)
-    if detect_size <= 0 or longest <= detect_size:
-        return np.ascontiguousarray(frame), 1.0
-    scale = longest / detect_size
-    size = (max(1, round(width / scale)), max(1, round(height / scale)))
-    view = np.asarray(Image.fromarray(frame).resize(size, Image.Resampling.BILINEAR))
-    return view, width / size[0]
-
-
-def detect_face_box(frame: np.ndarray, backend: str = "dlib", detect_size: int = 640) -> np.ndarray | None:
-    """Face box ``[4]`` (see :func:`face_box`) of the largest face of ``[H, W, 3]`` uint8 RGB in its pixels,
-    or ``None``; detection runs on a view downscaled to ``detect_size``."""
-    from reenact.face.landmarks import get_landmark_backend
-
-    view, scale = _detection_view(frame, detect_size)
-    landmarks = get_landmark_backend(backend).detect(view)
-    if landmarks is None:
-        return None
-    return face_box((landmarks.astype(np.float64) + 0.5) * scale - 0.5)
-
-
-def crop_image(image: np.ndarray, size: int = 256, increase: float = 0.1, backend: str = "dlib",
-               detect_size: int = 640) -> np.ndarray:
-    """Crop one wild image like a one-frame clip: ``[H, W, 3]`` uint8 RGB -> ``[size, size, 3]`` uint8.
-
-    Raises :class:`NoFaceError` when the landmark backend finds no face, and ``RuntimeError`` when the
-    backend is unavailable here.
-    """
-    image = np.asarray(image)
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"crop_image expects an [H, W, 3] uint8 RGB image, got {image.shape} {image.dtype}")
-    _require_backend(backend)
-    box = detect_face_box(image, backend, detect_size)
-    if box is None:
-        raise NoFaceError(f"no face found in the {image.shape[1]}x{image.shape[0]} image ({backend} backend)")
-    return crop_frame(image, square_crop_box(box[None], increase), size)
 
 
 # ----------------------------------------------------------------------------------------- inputs
@@ -391,14 +309,6 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-def _require_backend(backend: str) -> None:
-    from reenact.face.landmarks import get_landmark_backend
-
-    reason = get_landmark_backend(backend).unavailable_reason()
-    if reason is not None:
-        raise RuntimeError(f"landmark backend {backend!r} is unavailable: {reason}")
-
-
 # ------------------------------------------------------------------------------------------- work
 def preprocess_input(item: InputFile, out: Path, config: PreprocessConfig,
                      previous: dict[str, Any] | None = None) -> InputResult:
@@ -575,109 +485,10 @@ def _check_same_settings(out: Path, config: PreprocessConfig) -> None:
                          "to redo them with the new settings, or choose another OUT")
 
 
-# -------------------------------------------------------------------------------------------- CLI
-def build_parser() -> argparse.ArgumentParser:
-    parser = ArgumentParser(
-        prog="reenact preprocess",
-        description="Detect the face in raw videos or images, crop one stable square per clip, resize, and write "
-                    "a FOMM-layout dataset (OUT/train, OUT/test, OUT/images for single images) with per-frame "
-                    "annotations (68 landmarks, head pose) in OUT/annotations and a summary in "
-                    "OUT/preprocess.json. Finished outputs are skipped on re-run unless --overwrite.",
-        epilog="Crop: union of the per-frame face boxes (landmark box + forehead) of a clip, enlarged by "
-               "--increase of its size on each side, made square around its centre; outside the frame the "
-               "edge pixels are replicated. Example: reenact preprocess raw_videos/ data/mine --size 256",
-    )
-    parser.add_argument("input", metavar="IN", help="a video (mp4/avi/mov/mkv/webm/gif), an image "
-                        "(png/jpg/jpeg/bmp/webp), or a folder searched recursively for both")
-    parser.add_argument("out", metavar="OUT", help="output dataset root (created if missing)")
-    parser.add_argument("--size", type=int, default=256, help="side of the square output frames (default: 256)")
-    parser.add_argument("--split", choices=("auto", "train", "val", "test"), default="auto",
-                        help="split of the videos; auto (default): a top-level train/, val/ or test/ folder of IN "
-                             "is kept, everything else goes to train")
-    parser.add_argument("--increase", type=float, default=0.1,
-                        help="margin added on each side of the face box, as a fraction of its size (default: 0.1,"
-                             " FOMM's increase_area; 0.3 gives looser, VoxCeleb-like framing)")
-    parser.add_argument("--iou_threshold", type=float, default=0.25,
-                        help="start a new clip (<name>_partNN) when a face box's IoU with the clip's first box "
-                             "falls below this (default: 0.25, FOMM's iou_with_initial; 0: one crop per input)")
-    parser.add_argument("--min_frames", type=int, default=2,
-                        help="drop split-off clips shorter than this (default: 2)")
-    parser.add_argument("--stride", type=int, default=1,
-                        help="detect the face on every N-th frame to find the crop (default: 1, every frame)")
-    parser.add_argument("--detect_size", type=int, default=640,
-                        help="downscale frames to at most this longest side for detection (default: 640; 0: "
-                             "full resolution)")
-    parser.add_argument("--backend", default="dlib",
-                        help="landmark backend: dlib (default), face-alignment, mediapipe")
-    parser.add_argument("--format", dest="video_format", choices=("mp4", "png"), default="mp4",
-                        help="store clips as H.264 mp4 (default) or as folders of PNG frames")
-    parser.add_argument("--test_fraction", type=float, default=0.0,
-                        help="put the videos of this fraction of the identities (<identity>/<clip>...) into test/, "
-                             "identity-disjoint from train/ (default: 0; e.g. 0.2 gives a trainable, testable "
-                             "dataset)")
-    parser.add_argument("--overwrite", action="store_true", help="redo inputs whose outputs already exist")
-    return parser
-
-
-def run_preprocess(args: list[str]) -> int:
-    """``reenact preprocess`` entry point; returns the exit status: 0 when at least one input gave (or already
-    had) an output, 1 when none did (every input faceless, too short or unreadable)."""
-    options = build_parser().parse_args(args)
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.table import Table
-
-    console = Console()
-    try:
-        config = PreprocessConfig(
-            size=options.size, increase=options.increase, iou_threshold=options.iou_threshold,
-            min_frames=options.min_frames, stride=options.stride, detect_size=options.detect_size,
-            backend=options.backend, video_format=options.video_format, split=options.split,
-            overwrite=options.overwrite, test_fraction=options.test_fraction,
-        )
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console, transient=True) as progress:
-            task = progress.add_task("preprocessing", total=None)
-
-            def start(inputs: list[InputFile]) -> None:
-                progress.update(task, total=len(inputs), description=f"preprocessing {len(inputs)} input(s)")
-
-            def done(item: InputFile, result: InputResult) -> None:
-                progress.advance(task)
-                if result.status == "unreadable":
-                    progress.console.print(f"[red]unreadable, skipped:[/red] {result.message}")
-
-            summary = preprocess(options.input, options.out, config, on_input=done, on_start=start)
-    except (FileNotFoundError, ValueError, RuntimeError, KeyError) as error:
-        raise SystemExit(f"reenact preprocess: {error}") from None
-    counts = summary.counts()
-    table = Table(title=f"preprocess {options.input} -> {options.out}")
-    for status in STATUSES:
-        table.add_column(status)
-    table.add_row(*(str(counts[status]) for status in STATUSES))
-    console.print(table)
-    problems = summary.by_status("no-face") + summary.by_status("too-short") + summary.by_status("unreadable")
-    if problems:
-        detail = Table(title="inputs without output")
-        for column in ("input", "status", "why"):
-            detail.add_column(column, overflow="fold")
-        for result in problems:
-            detail.add_row(result.input, result.status, result.message)
-        console.print(detail)
-    images = [o["path"] for r in summary.by_status("processed") if r.kind == "image" for o in r.outputs]
-    for path in images[:5]:
-        console.print(f"cropped image: {Path(options.out) / path}")
-    console.print(f"summary: {Path(options.out) / SUMMARY_FILE}")
-    if not summary.by_status("processed") and not summary.by_status("skipped-existing"):
-        console.print(f"[red]reenact preprocess: no input of {options.input} gave an output[/red]")
-        return 1
-    return 0
-
-
 __all__ = [
     "FOREHEAD", "INPUT_IMAGE_SUFFIXES", "INPUT_VIDEO_SUFFIXES", "InputFile", "InputResult", "NoFaceError",
-    "PreprocessConfig", "PreprocessSummary", "Segment", "assign_test_identities", "box_iou", "build_parser",
+    "PreprocessConfig", "PreprocessSummary", "Segment", "assign_test_identities", "box_iou",
     "crop_frame", "crop_image",
     "detect_face_box", "face_box", "find_inputs", "preprocess", "preprocess_input",
-    "run_preprocess", "split_segments", "square_crop_box",
+    "split_segments", "square_crop_box",
 ]
