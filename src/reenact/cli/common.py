@@ -62,13 +62,8 @@ def sidecar_path(out: Path) -> Path:
     return out.with_suffix(out.suffix + ".json")
 
 
-def read_frames(path: str | Path, size: int, command: str, max_frames: int | None = None,
-                 still: bool = False) -> Any:
-    """A video, frame folder or (``still``) an image / a video's first frame -> ``[N, 3, size, size]`` in [0, 1]."""
-    import numpy as np
-    import torch
-    import torch.nn.functional as F
-
+def read_raw_frames(path: str | Path, command: str, max_frames: int | None = None, still: bool = False) -> Any:
+    """A video, frame folder or (``still``) an image / a video's first frame -> ``[N, H, W, 3]`` uint8 as stored."""
     from reenact.data.video import IMAGE_SUFFIXES, VideoReadError, read_image, read_video
 
     path = Path(path)
@@ -76,12 +71,26 @@ def read_frames(path: str | Path, size: int, command: str, max_frames: int | Non
         raise SystemExit(f"reenact {command}: {path} not found")
     try:
         if still and path.suffix.lower() in IMAGE_SUFFIXES:
-            frames = read_image(path)[None]
-        else:
-            frames = read_video(path, max_frames=1 if still else max_frames)
+            return read_image(path)[None]
+        return read_video(path, max_frames=1 if still else max_frames)
     except VideoReadError as error:
         raise SystemExit(f"reenact {command}: {error}") from None
+
+
+def to_tensor(frames: Any, size: int | None = None) -> Any:
+    """``[N, H, W, 3]`` uint8 -> ``[N, 3, H, W]`` float in [0, 1], resized to ``size x size`` when given."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
     tensor = torch.from_numpy(np.require(frames, requirements="W")).permute(0, 3, 1, 2).float().div(255)
+    if size is None:
+        return tensor
     resized = F.interpolate(tensor, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     return resized.clamp(0, 1)
 
+
+def read_frames(path: str | Path, size: int, command: str, max_frames: int | None = None,
+                still: bool = False) -> Any:
+    """A video, frame folder or (``still``) an image / a video's first frame -> ``[N, 3, size, size]`` in [0, 1]."""
+    return to_tensor(read_raw_frames(path, command, max_frames, still), size)

@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from reenact.argparsing import ArgumentParser, BooleanFlag, positive_float, positive_int
-from reenact.cli.common import checkpoint_info, console, output_path, read_frames, sidecar_path
+from reenact.cli.common import (
+    checkpoint_info,
+    console,
+    output_path,
+    read_frames,
+    read_raw_frames,
+    sidecar_path,
+    to_tensor,
+)
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".gif", ".mkv")
 
@@ -121,23 +129,6 @@ def _face_crop(frames: Any, options: argparse.Namespace, what: str, detect_every
         raise SystemExit(f"reenact predict: --crop_{what} {getattr(options, what)}: {message}") from None
 
 
-def _raw_frames(path: str, max_frames: int | None, still: bool) -> Any:
-    from reenact.data.video import IMAGE_SUFFIXES, VideoReadError, read_image, read_video
-
-    try:
-        if still and Path(path).suffix.lower() in IMAGE_SUFFIXES:
-            return read_image(path)[None]
-        return read_video(path, max_frames=1 if still else max_frames)
-    except VideoReadError as error:
-        raise SystemExit(f"reenact predict: {error}") from None
-
-
-def _to_tensor(frames: Any) -> Any:
-    import torch
-
-    return torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(255)
-
-
 def run_predict(args: list[str]) -> int:
     options = predict_parser().parse_args(args)
     _check_options(options)
@@ -162,16 +153,16 @@ def run_predict(args: list[str]) -> int:
 
     source_crop = driving_crop = None
     if options.crop_source:
-        source_image = _raw_frames(options.source, None, still=True)
+        source_image = read_raw_frames(options.source, "predict", still=True)
         source_crop = _face_crop(source_image, options, "source")
-        source = _to_tensor(apply_crop(source_image, source_crop, size))
+        source = to_tensor(apply_crop(source_image, source_crop, size))
     else:
         source = read_frames(options.source, size, "predict", still=True)
     if options.crop_driving:
-        raw_driving = _raw_frames(options.driving, options.max_frames, still=False)
+        raw_driving = read_raw_frames(options.driving, "predict", options.max_frames)
         # About 16 detections cover a clip's range of head positions at a fraction of the cost of all frames.
         driving_crop = _face_crop(raw_driving, options, "driving", detect_every=max(1, len(raw_driving) // 16))
-        driving = _to_tensor(apply_crop(raw_driving, driving_crop, size))
+        driving = to_tensor(apply_crop(raw_driving, driving_crop, size))
         del raw_driving
     else:
         driving = read_frames(options.driving, size, "predict", max_frames=options.max_frames)

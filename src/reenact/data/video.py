@@ -306,23 +306,34 @@ def _encode(path: Path, frames: np.ndarray, fps: float, crf: int, suffix: str) -
             container.mux(packet)
 
 
-def write_frame_folder(folder: str | Path, frames: np.ndarray, suffix: str = ".png") -> Path:
-    """Write frames as ``0000.png``, ``0001.png``... into ``folder``, atomically (temporary folder + rename)."""
-    folder = Path(folder)
-    if folder.exists():
-        raise FileExistsError(f"{folder} already exists")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+@contextmanager
+def atomic_directory(target: str | Path, replace_empty: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder beside ``target``; rename it onto ``target`` (with the umask's mode) only if the
+    block succeeds, else remove it. ``replace_empty``: an existing *empty* ``target`` is replaced."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        for index, frame in enumerate(np.asarray(frames)):
-            Image.fromarray(frame).save(temporary / f"{index:04d}{suffix}")
+        yield temporary
+        if replace_empty and target.exists():
+            target.rmdir()
         os.chmod(temporary, umask_mode(directory=True))
-        os.replace(temporary, folder)
+        os.replace(temporary, target)
     finally:
         if temporary.exists():
             import shutil
 
             shutil.rmtree(temporary, ignore_errors=True)
+
+
+def write_frame_folder(folder: str | Path, frames: np.ndarray, suffix: str = ".png") -> Path:
+    """Write frames as ``0000.png``, ``0001.png``... into ``folder``, atomically (temporary folder + rename)."""
+    folder = Path(folder)
+    if folder.exists():
+        raise FileExistsError(f"{folder} already exists")
+    with atomic_directory(folder) as temporary:
+        for index, frame in enumerate(np.asarray(frames)):
+            Image.fromarray(frame).save(temporary / f"{index:04d}{suffix}")
     return folder
 
 

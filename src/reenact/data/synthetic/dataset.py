@@ -7,7 +7,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from filelock import FileLock
 
 from reenact.data.synthetic.identity import face_model, identity_name
 from reenact.data.synthetic.renderer import render_video
-from reenact.data.video import atomic_path, umask_mode, write_frame_folder, write_video
+from reenact.data.video import atomic_directory, atomic_path, write_frame_folder, write_video
 
 GENERATOR_VERSION = 4
 
@@ -160,9 +159,7 @@ def generate_dataset(
         # the default dataset (~7 s) builds faster in-process.
         seconds = videos * frames * (size / 128) ** 2 * 0.005
         workers = min(os.cpu_count() or 1, 8, videos) if seconds > 60 else 1
-    root.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
-    try:
+    with atomic_directory(root, replace_empty=True) as staging:
         for split in ("train", "test"):
             (staging / split).mkdir()
             (staging / "annotations" / split).mkdir(parents=True)
@@ -204,13 +201,6 @@ def generate_dataset(
         }
         with atomic_path(staging / "meta.json") as temporary:
             temporary.write_text(json.dumps(meta, indent=2) + "\n")
-        if root.exists():
-            root.rmdir()
-        os.chmod(staging, umask_mode(directory=True))
-        os.replace(staging, root)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     return root
 
 
