@@ -2,8 +2,8 @@
 
 ``reenact fit|validate|test --model NAME [--preset P]`` is Lightning's CLI (:mod:`reenact.cli.lightning`).
 The other commands (:mod:`~reenact.cli.predict`, :mod:`~reenact.cli.edit`, :mod:`~reenact.cli.tools`,
-``convert``, ``preprocess``, ``benchmark``) parse with :class:`reenact.argparsing.ArgumentParser`, whose long
-options are spelled with underscores like Lightning's (dashed spellings are accepted too).
+``convert``, ``preprocess``, ``benchmark``, ``studio``) parse with :class:`reenact.argparsing.ArgumentParser`,
+whose long options are spelled with underscores like Lightning's (dashed spellings are accepted too).
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ commands:
              or sweep one parameter to a video:
              reenact edit --ckpt C --source IMG --param 3=+1.5 --expression_preset surprise --out OUT.png
              reenact edit --ckpt C --source IMG --yaw 20 --pitch 0 --roll 0 --out OUT.png
+  studio     edit and reenact faces in the browser (sliders, presets, video upload; the studio extra):
+             reenact studio --ckpt C [--host 127.0.0.1 --port 7860]
   benchmark  train and evaluate several models under identical conditions, write a report with tables and
              pictures: reenact benchmark --quick --out bench/  (see reenact benchmark --help)
   models     table of registered models, presets and parameter counts
@@ -69,6 +71,12 @@ def _run_preprocess(args: list[str]) -> int:
     return run_preprocess(args)
 
 
+def _run_studio(args: list[str]) -> int:
+    from reenact.cli.studio import run_studio
+
+    return run_studio(args)
+
+
 def _run_benchmark(args: list[str]) -> int:
     from reenact.comparison import run_benchmark
 
@@ -92,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
 
     handlers = {"predict": _run_predict, "edit": _run_edit, "models": run_models, "data": run_data,
                 "doctor": run_doctor, "benchmark": _run_benchmark, "preprocess": _run_preprocess,
-                "convert": _run_convert}
+                "convert": _run_convert, "studio": _run_studio}
     if command not in handlers:
         error_console.print(f"reenact: unknown command {command!r}\n")
         console.print(TOP_HELP, highlight=False, markup=False, soft_wrap=True)
