@@ -451,10 +451,12 @@ def test_ddp_fit_two_processes(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------ editing protocol
-def test_edit_image_transfers_expression_and_refuses_head_pose(fitted_lpmm: LPMM) -> None:
-    """LPMM's editing is expression transfer only (its parameters hold no head angles): the mixed landmarks
-    keep the source's anchor points and take the reference's expression points."""
+def test_edit_image_transfers_expression_and_needs_a_pose_map_for_head_pose(fitted_lpmm: LPMM) -> None:
+    """Without a fitted pose map LPMM's editing is expression transfer only (its parameters hold no head angles;
+    test_lpmm_pose covers the map): the mixed landmarks keep the source's anchor points and take the reference's
+    expression points."""
     from reenact.metrics import EXPRESSION_TRANSFER
+    from reenact.models.lpmm.posemap import PoseNotFittedError
 
     model = fitted_lpmm
     source, reference = torch.rand(2, 3, SIZE, SIZE), torch.rand(2, 3, SIZE, SIZE)
@@ -466,7 +468,7 @@ def test_edit_image_transfers_expression_and_refuses_head_pose(fitted_lpmm: LPMM
         torch.testing.assert_close(model.edit_image(source), control.edit(model, source, {}), atol=1e-5, rtol=1e-4)
         transferred = model.edit_image(source, expression_from=reference)
     assert transferred.shape == (2, 3, SIZE, SIZE) and not torch.allclose(transferred, model.edit_image(source))
-    with pytest.raises(NotImplementedError, match="head pose"):
+    with pytest.raises(PoseNotFittedError, match="no pose map"):
         model.edit_image(source, head_pose=torch.zeros(2, 3))
     # Landmark mixing: a reference that is the source moved and scaled gives back the source's points.
     points = model.pca.reconstruct(torch.randn(2, model.pca.num_components) * model.pca.std).unflatten(-1, (68, 2))

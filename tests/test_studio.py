@@ -24,6 +24,7 @@ from reenact.data.video import read_video, write_video
 from reenact.registry import save_checkpoint
 from reenact.studio.session import StudioError, StudioSession, changed
 from test_lpmm import fitted_lpmm  # noqa: F401 - the module-scoped fixture, shared
+from test_lpmm_pose import fitted_lpmm_with_pose  # noqa: F401 - the same with a fitted pose map
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +93,22 @@ def test_lpmm_sliders_render_as_reenact_edit(lpmm_checkpoint: Path, portrait: Pa
     np.testing.assert_allclose(session.lpmm_apply_preset("my edit", shown), moved, atol=0.006)
     with pytest.raises(StudioError, match="nothing to save"):
         session.lpmm_save_preset("empty", shown)
+
+
+def test_lpmm_angle_sliders_render_as_reenact_edit_yaw(fitted_lpmm_with_pose: torch.nn.Module,  # noqa: F811
+                                                        portrait: Path, tmp_path: Path) -> None:
+    checkpoint = save_checkpoint(fitted_lpmm_with_pose, tmp_path / "lpmm_pose.ckpt")
+    session = StudioSession.from_checkpoint(str(checkpoint))
+    assert [spec.name for spec in session.lpmm_pose_sliders()] == ["yaw", "pitch", "roll"]
+    session.set_source(_image(portrait))
+    values = [round(value, 2) for value in session.lpmm_source_values()]
+    angles = [round(value, 2) for value in session.lpmm_pose_reference()]
+    np.testing.assert_array_equal(session.lpmm_render(values, "image", angles), session.lpmm_render(values))
+    turned = session.lpmm_render(values, "image", [20.0, *angles[1:]])
+    np.testing.assert_array_equal(turned, _edit(checkpoint, portrait, tmp_path / "yaw.png", "--yaw", "20"))
+    frontal = session.lpmm_render(values, "image", [0.0, 0.0, 0.0])
+    np.testing.assert_array_equal(frontal, _edit(checkpoint, portrait, tmp_path / "frontal.png",
+                                                 "--yaw", "0", "--pitch", "0", "--roll", "0"))
 
 
 def test_pechead_sliders_render_as_reenact_edit(pechead_checkpoint: Path, portrait: Path, tmp_path: Path) -> None:

@@ -32,7 +32,8 @@ def edit_parser() -> ArgumentParser:
         prog="reenact edit",
         description="Edit a portrait with a model's control parameters, to an image or as a sweep to a video. "
                     "lpmm (Sec. 4.4): landmark-parameter offsets/values in standard deviations, presets, scaling, "
-                    "base pose. pechead (Sec. 4.3): absolute or relative yaw/pitch/roll (frontalisation: --yaw 0 "
+                    "base pose, head angles in degrees through its fitted pose map. pechead (Sec. 4.3): absolute or "
+                    "relative yaw/pitch/roll (frontalisation, both models: --yaw 0 "
                     "--pitch 0 --roll 0), expression coefficients set/offset/scaled or taken from another image.",
     )
     parser.add_argument("--model", help="registry name (read from the checkpoint when omitted)")
@@ -54,14 +55,15 @@ def edit_parser() -> ArgumentParser:
     parser.add_argument("--base", choices=("image", "zero"), default="image",
                         help="start from the driving image's parameters or the base pose p = 0")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the final parameters (interpolation)")
-    parser.add_argument("--yaw", type=float, help="pechead: yaw in degrees (angles not given keep the source's)")
-    parser.add_argument("--pitch", type=float, help="pechead: pitch in degrees")
-    parser.add_argument("--roll", type=float, help="pechead: roll in degrees")
-    parser.add_argument("--relative_pose", action="store_true", help="pechead: add the angles to the source's pose")
+    parser.add_argument("--yaw", type=float, help="yaw in degrees (angles not given keep the source's); lpmm "
+                                                         "through its pose map")
+    parser.add_argument("--pitch", type=float, help="pitch in degrees")
+    parser.add_argument("--roll", type=float, help="roll in degrees")
+    parser.add_argument("--relative_pose", action="store_true", help="add the angles to the source's pose")
     parser.add_argument("--expression_from", help="pechead: image whose expression is transferred")
     parser.add_argument("--expression_scale", type=float, default=1.0, help="pechead: scale the expression")
-    parser.add_argument("--sweep", metavar="P", help="sweep one parameter and write a video: lpmm: an index; "
-                                                     "pechead: yaw, pitch, roll or expr:I")
+    parser.add_argument("--sweep", metavar="P", help="sweep one parameter and write a video: lpmm: an index, "
+                                                     "yaw, pitch or roll; pechead: yaw, pitch, roll or expr:I")
     parser.add_argument("--sweep_from", type=float, default=-3.0, help="sweep start (default -3; degrees for angles)")
     parser.add_argument("--sweep_to", type=float, default=3.0, help="sweep end (default 3)")
     parser.add_argument("--steps", type=positive_int, default=31, help="sweep frames (default 31)")
@@ -126,7 +128,16 @@ def run_edit(args: list[str]) -> int:
             from reenact.models.lpmm import control
 
             driving = read_frames(options.driving, model.image_size, "edit", still=True) if options.driving else None
-            if options.sweep is not None:
+            if options.sweep in ("yaw", "pitch", "roll"):
+                from reenact.models.lpmm.posemap import PoseNotFittedError
+
+                try:
+                    frames = torch.cat([control.edit(model, source, base=options.base,
+                                                     relative_pose=options.relative_pose, **{options.sweep: value})
+                                        for value in values])
+                except (ValueError, PoseNotFittedError) as error:
+                    raise SystemExit(f"reenact edit: {error.args[0]}") from None
+            elif options.sweep is not None:
                 try:
                     index = int(options.sweep)
                 except ValueError:
@@ -136,11 +147,15 @@ def run_edit(args: list[str]) -> int:
                                      f"0..{model.pca.num_components - 1}")
                 frames = control.sweep(model, source, index, values, base=options.base)
             else:
+                from reenact.models.lpmm.posemap import PoseNotFittedError
+
                 try:
                     frames = control.edit(model, source, offsets, options.expression_preset, driving=driving,
                                           set_values=absolute, base=options.base, scale=options.scale,
-                                          presets_path=options.expression_presets)
-                except (KeyError, ValueError) as error:  # unknown preset, preset of another basis, bad file
+                                          presets_path=options.expression_presets, yaw=options.yaw,
+                                          pitch=options.pitch, roll=options.roll,
+                                          relative_pose=options.relative_pose)
+                except (KeyError, ValueError, PoseNotFittedError) as error:  # unknown preset, bad file, no map
                     raise SystemExit(f"reenact edit: {error.args[0]}") from None
     array = (frames.clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
     if options.sweep is not None:

@@ -121,6 +121,7 @@ def _lpmm_tab(session: StudioSession, source: Any, crop: Any, result: Any) -> tu
     import gradio as gr
 
     specs = session.lpmm_sliders()
+    pose_specs = session.lpmm_pose_sliders()
     with gr.Tab("Edit (LP parameters)"):
         base = gr.State("image")
         with gr.Row():
@@ -132,6 +133,12 @@ def _lpmm_tab(session: StudioSession, source: Any, crop: Any, result: Any) -> tu
             preset_name = gr.Textbox(label="save the sliders' change as preset", placeholder="name")
             save = gr.Button("save preset", elem_id="save-preset")
         status = gr.Markdown(elem_id="status")
+        if pose_specs:
+            gr.Markdown("head pose in degrees (the pose map fitted from the training annotations)")
+        else:
+            gr.Markdown("no head-angle sliders: this checkpoint has no pose map (retrain to fit one)")
+        with gr.Row():
+            angles = [_slider(spec) for spec in pose_specs]
         sliders = []
         for start in range(0, len(specs), GROUP_SIZE):
             group = specs[start:start + GROUP_SIZE]
@@ -140,45 +147,50 @@ def _lpmm_tab(session: StudioSession, source: Any, crop: Any, result: Any) -> tu
                 for row in range(0, len(group), ROW_SIZE):
                     with gr.Row():
                         sliders.extend(_slider(spec) for spec in group[row:row + ROW_SIZE])
+    count = len(angles)
+
+    def positions(values: list[float], base_mode: str) -> list[Any]:
+        return [*_positions(session.lpmm_pose_reference(base_mode), pose_specs), *_positions(values, specs)]
 
     @_page_errors
     def load_source(image: Any, cropped: bool) -> list[Any]:
         if image is None:
-            return [None, "image", *session.lpmm_base_values()]
+            return [None, "image"] + [0.0] * (count + len(specs))
         session.set_source(image, cropped)
         values = _shown(session.lpmm_source_values())
-        return [session.lpmm_render(values, "image"), "image", *_positions(values, specs)]
+        return [session.lpmm_render(values, "image"), "image", *positions(values, "image")]
 
     @_page_errors
     def render(base_mode: str, *values: float) -> Any:
-        return session.lpmm_render(values, base_mode)
+        return session.lpmm_render(values[count:], base_mode, values[:count])
 
     @_page_errors
     def reset(base_mode: str) -> list[Any]:
         values = _shown(session.lpmm_reference(base_mode))
-        return [session.lpmm_render(values, base_mode), base_mode, *_positions(values, specs)]
+        return [session.lpmm_render(values, base_mode), base_mode, *positions(values, base_mode)]
 
     @_page_errors
     def apply_preset(name: str, base_mode: str, *values: float) -> list[Any]:
-        moved = _shown(session.lpmm_apply_preset(name, values))
-        return [session.lpmm_render(moved, base_mode), *_positions(moved, specs)]
+        moved = _shown(session.lpmm_apply_preset(name, values[count:]))
+        return [session.lpmm_render(moved, base_mode, values[:count]), *_positions(moved, specs)]
 
     @_page_errors
     def save_preset(name: str, base_mode: str, *values: float) -> list[Any]:
-        path = session.lpmm_save_preset(name, values, base_mode)
+        path = session.lpmm_save_preset(name, values[count:], base_mode)
         return [f"saved preset **{name.strip()}** in `{path}`",
                 gr.Dropdown(choices=session.lpmm_preset_names(), value=name.strip())]
 
-    source.upload(load_source, [source, crop], [result, base, *sliders])
-    source.clear(load_source, [source, crop], [result, base, *sliders])
-    crop.change(load_source, [source, crop], [result, base, *sliders])
-    for slider in sliders:
-        slider.release(render, [base, *sliders], [result])
-    reset_source.click(lambda: "image", None, [base]).then(reset, [base], [result, base, *sliders])
-    reset_base.click(lambda: "zero", None, [base]).then(reset, [base], [result, base, *sliders])
-    apply.click(apply_preset, [preset, base, *sliders], [result, *sliders])
-    save.click(save_preset, [preset_name, base, *sliders], [status, preset])
-    return sliders, base
+    every = [*angles, *sliders]
+    source.upload(load_source, [source, crop], [result, base, *every])
+    source.clear(load_source, [source, crop], [result, base, *every])
+    crop.change(load_source, [source, crop], [result, base, *every])
+    for slider in every:
+        slider.release(render, [base, *every], [result])
+    reset_source.click(lambda: "image", None, [base]).then(reset, [base], [result, base, *every])
+    reset_base.click(lambda: "zero", None, [base]).then(reset, [base], [result, base, *every])
+    apply.click(apply_preset, [preset, base, *every], [result, *sliders])
+    save.click(save_preset, [preset_name, base, *every], [status, preset])
+    return every, base
 
 
 def _pechead_tab(session: StudioSession, source: Any, crop: Any, result: Any) -> tuple[list[Any], Any]:

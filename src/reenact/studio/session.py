@@ -155,16 +155,47 @@ class StudioSession:
     def lpmm_reference(self, base: str) -> list[float]:
         return self.lpmm_source_values() if base == "image" else self.lpmm_base_values()
 
-    def lpmm_render(self, values: Sequence[float], base: str = "image") -> np.ndarray:
-        """The source with the sliders' parameters: ``reenact edit --base BASE --set I=V`` for each moved slider."""
+    @property
+    def lpmm_has_pose(self) -> bool:
+        """Whether the LPMM has a fitted pose map, i.e. head-angle sliders in degrees."""
+        return self.kind == "lpmm" and bool(self.model.pose_map.fitted)
+
+    def lpmm_pose_sliders(self) -> list[SliderSpec]:
+        """Yaw, pitch and roll in degrees (through the pose map), empty without one."""
+        from reenact.models.lpmm.posemap import POSE_AXES
+
+        if not self.lpmm_has_pose:
+            return []
+        return [SliderSpec(axis, f"{axis} (degrees)", -45.0, 45.0, ANGLE_STEP) for axis in POSE_AXES]
+
+    @torch.no_grad()
+    def lpmm_pose_reference(self, base: str = "image") -> list[float]:
+        """The angles the pose map reads from the source's parameters (or from the base pose ``p = 0``)."""
+        self._require("lpmm")
+        if not self.lpmm_has_pose:
+            return []
+        params = (self.model.params_from_image(self.source) if base == "image"
+                  else torch.zeros(1, self.model.pca.num_components, device=self._device()))
+        return self.model.pose_map.pose(params)[0].tolist()
+
+    def lpmm_render(self, values: Sequence[float], base: str = "image", angles: Sequence[float] = ()) -> np.ndarray:
+        """The source with the sliders' parameters: ``reenact edit --base BASE --set I=V`` for each moved slider,
+        plus ``--yaw/--pitch/--roll V`` for each moved angle slider (LPMMs with a pose map)."""
         from reenact.models.lpmm import control
+        from reenact.models.lpmm.posemap import PoseNotFittedError
 
         self._require("lpmm")
         if base not in ("image", "zero"):
             raise StudioError(f"base must be 'image' or 'zero', not {base!r}")
         moved = changed(values, self.lpmm_reference(base), LPMM_STEP)
-        with torch.no_grad():
-            frames = control.edit(self.model, self.source, set_values=moved, base=base)
+        moved_angles = changed(angles, self.lpmm_pose_reference(base), ANGLE_STEP) if angles else {}
+        yaw, pitch, roll = (moved_angles.get(axis) for axis in range(3))
+        try:
+            with torch.no_grad():
+                frames = control.edit(self.model, self.source, set_values=moved, base=base, yaw=yaw, pitch=pitch,
+                                      roll=roll)
+        except (ValueError, PoseNotFittedError) as error:
+            raise StudioError(error.args[0]) from None
         return to_uint8(frames[0])
 
     def lpmm_preset_names(self) -> list[str]:

@@ -221,6 +221,16 @@ def load_preset(path: str | Path, name: str) -> dict[int, float]:
 
 
 # ---------------------------------------------------------------------------------------------- editing
+def check_adaptor_trained(model: LPMM) -> None:
+    """Refuse edits through an adaptor that never trained: its output layer starts at zero (``D(p) = v_bar`` for
+    every ``p``), so every edit would silently return the same, unedited picture."""
+    last = model.adaptor.mlp[-1]
+    if not bool(last.weight.detach().abs().sum() > 0):
+        raise ValueError("this LPMM's LP-adaptor was never trained (its output layer is still zero, so every edit "
+                         "renders the same picture); train it (`reenact fit --model lpmm`, stage 'adaptor', "
+                         "model.adaptor_steps > 0) before editing")
+
+
 def edited_latent(model: LPMM, params: Tensor, edited: Tensor, image_latent: Tensor | None = None) -> Tensor:
     """The pose latent of an edit.
 
@@ -234,10 +244,20 @@ def edited_latent(model: LPMM, params: Tensor, edited: Tensor, image_latent: Ten
     return image_latent + latent - model.latent_from_params(params)
 
 
+def pose_target(yaw: float | None = None, pitch: float | None = None, roll: float | None = None) -> Tensor | None:
+    """``[1, 3]`` head-pose target in degrees for :meth:`PoseMap.move` (``NaN`` keeps an angle); ``None`` when no
+    angle is given."""
+    if yaw is None and pitch is None and roll is None:
+        return None
+    return torch.tensor([[float("nan") if angle is None else float(angle) for angle in (yaw, pitch, roll)]])
+
+
 @torch.no_grad()
 def edit(model: LPMM, source: Tensor, params: dict[int, float] | None = None, preset: str | None = None, *,
          driving: Tensor | None = None, set_values: dict[int, float] | None = None, base: str = "image",
-         scale: float = 1.0, use_image_latent: bool = False, presets_path: str | Path | None = None) -> Tensor:
+         scale: float = 1.0, use_image_latent: bool = False, presets_path: str | Path | None = None,
+         yaw: float | None = None, pitch: float | None = None, roll: float | None = None,
+         relative_pose: bool = False) -> Tensor:
     """Edit a portrait's pose with LPMM parameters (Sec. 4.4).
 
     Args:
@@ -253,12 +273,16 @@ def edit(model: LPMM, source: Tensor, params: dict[int, float] | None = None, pr
         scale: multiplies the whole result ``p`` (interpolation towards the base pose, Fig. 7).
         use_image_latent: mix with the backbone's own latent ``E(driving)`` (see :func:`edited_latent`).
         presets_path: preset library file.
+        yaw, pitch, roll: head angles in degrees set (or, with ``relative_pose``, added) through the model's
+            pose map (:mod:`~reenact.models.lpmm.posemap`) before the parameter edits; ``None`` keeps an angle.
+            Frontalisation: all three 0.
 
     Returns:
         ``[B, 3, H, W]`` in ``[0, 1]``.
     """
     if base not in ("image", "zero"):
         raise ValueError(f"base must be 'image' or 'zero', got {base!r}")
+    check_adaptor_trained(model)
     source = source[None] if source.dim() == 3 else source
     driving = source if driving is None else (driving[None] if driving.dim() == 3 else driving)
     was_training = model.training
@@ -266,6 +290,9 @@ def edit(model: LPMM, source: Tensor, params: dict[int, float] | None = None, pr
     try:
         image_params = model.params_from_image(driving)
         current = image_params if base == "image" else torch.zeros_like(image_params)
+        target = pose_target(yaw, pitch, roll)
+        if target is not None:
+            current = model.pose_map.move(current, target, relative=relative_pose)
         std = model.pca.std
         if set_values:
             current = set_params(current, set_values, std)
@@ -322,6 +349,29 @@ def mix_expression(source_points: Tensor, reference_points: Tensor) -> Tensor:
     return mixed
 
 
+def transferred_params(model: LPMM, params_source: Tensor, params_reference: Tensor) -> Tensor:
+    """The parameters of :func:`transfer_expression`: the source's Eq. 1 landmarks with the reference's
+    expression points (:func:`mix_expression`), projected back onto the basis. ``[B, k]`` each -> ``[B, k]``."""
+    points_source = model.pca.reconstruct(params_source).unflatten(-1, (68, 2))
+    points_reference = model.pca.reconstruct(params_reference).unflatten(-1, (68, 2))
+    mixed = mix_expression(points_source, points_reference)
+    mixed = mixed - mixed.mean(1, keepdim=True)  # aligned landmarks have zero centroid (pca.align_landmarks)
+    return model.pca.project(mixed.flatten(-2), params_source.shape[-1])
+
+
+@torch.no_grad()
+def set_head_pose(model: LPMM, source: Tensor, head_pose: Tensor, *, relative: bool = False,
+                  expression_from: Tensor | None = None) -> Tensor:
+    """``source [B, 3, H, W]`` with its head pose set to ``head_pose [B, 3]`` (yaw, pitch, roll degrees; ``NaN``
+    keeps an angle; added with ``relative``) through the pose map, optionally with the expression of
+    ``expression_from [B, 3, H, W]`` first (:func:`transfer_expression`). Frontalisation: ``head_pose = 0``."""
+    params_source = model.params_from_image(source)
+    params = (params_source if expression_from is None
+              else transferred_params(model, params_source, model.params_from_image(expression_from)))
+    moved = model.pose_map.move(params, head_pose.to(params), relative=relative)
+    return model.render(source, edited_latent(model, params_source, moved))
+
+
 @torch.no_grad()
 def transfer_expression(model: LPMM, source: Tensor, reference: Tensor) -> Tensor:
     """Expression transfer: ``source [B, 3, H, W]`` with the expression of ``reference [B, 3, H, W]``, its own pose.
@@ -330,12 +380,8 @@ def transfer_expression(model: LPMM, source: Tensor, reference: Tensor) -> Tenso
     re-centred and projected onto the basis, ``p' = E_k (L' - L_bar)``; the result is ``G(D(p'))`` with the
     source identity. With ``reference = source`` this is exactly ``G(D(p_s))`` (``edit(model, source, {})``).
     """
-    params_source, params_reference = model.params_from_image(source), model.params_from_image(reference)
-    points_source = model.pca.reconstruct(params_source).unflatten(-1, (68, 2))
-    points_reference = model.pca.reconstruct(params_reference).unflatten(-1, (68, 2))
-    mixed = mix_expression(points_source, points_reference)
-    mixed = mixed - mixed.mean(1, keepdim=True)  # aligned landmarks have zero centroid (pca.align_landmarks)
-    params = model.pca.project(mixed.flatten(-2), params_source.shape[-1])
+    params_source = model.params_from_image(source)
+    params = transferred_params(model, params_source, model.params_from_image(reference))
     return model.render(source, edited_latent(model, params_source, params))
 
 

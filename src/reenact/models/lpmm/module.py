@@ -40,10 +40,11 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from reenact.data.datasets import SamplingSpec, scale_landmarks
-from reenact.metrics import EXPRESSION_TRANSFER
+from reenact.metrics import EXPRESSION_TRANSFER, FRONTALISATION
 from reenact.models.base import ReenactmentModule
 from reenact.models.lpmm.adaptor import BACKBONES, LPAdaptor, pose_regularisation, rgb_loss
 from reenact.models.lpmm.pca import NUM_LANDMARKS, LandmarkPCA, align_landmarks, nme
+from reenact.models.lpmm.posemap import PoseMap
 from reenact.models.lpmm.regressor import LPRegressor, landmark_l1_loss
 
 #: The command that makes the backbone LPMM needs, quoted in the error when none is given.
@@ -118,7 +119,6 @@ class LPMM(ReenactmentModule):
     #: Expression transfer only (:func:`reenact.models.lpmm.control.transfer_expression`): the parameters mix
     #: pose and expression and hold no head angles, so absolute poses (frontalisation) cannot be set.
     supports_editing = True
-    editing_tasks = (EXPRESSION_TRANSFER,)
 
     def __init__(self, image_size: int = 64, backbone: str = "lia", backbone_ckpt: str | None = None,
                  backbone_config: dict[str, Any] | None = None, num_params: int = 40,
@@ -152,6 +152,7 @@ class LPMM(ReenactmentModule):
         self.hparams["backbone_config"] = dict(backbone_config)
         self.hparams["backbone_ckpt"] = None
         self.pca = LandmarkPCA(num_params)
+        self.pose_map = PoseMap(num_params)  # head angles <-> parameters, fitted with the basis
         self.regressor = LPRegressor(num_params, regressor_arch)
         self.adaptor = LPAdaptor(num_params, self.backbone.pose_dim, adaptor_hidden)
         self.register_buffer("identity_image", torch.zeros(1, 3, image_size, image_size))
@@ -193,17 +194,22 @@ class LPMM(ReenactmentModule):
         poses = self.latent_from_params(params.flatten(0, 1)).view(batch, frames, -1)
         return torch.stack([self.backbone.generate(identity, poses[:, t]) for t in range(frames)], 1)
 
+    @property
+    def editing_tasks(self) -> tuple[str, ...]:  # type: ignore[override]
+        """Expression transfer always; frontalisation once the pose map is fitted (:mod:`.posemap`)."""
+        return (EXPRESSION_TRANSFER, FRONTALISATION) if bool(self.pose_map.fitted) else (EXPRESSION_TRANSFER,)
+
     def edit_image(self, source: torch.Tensor, *, head_pose: torch.Tensor | None = None,
                    expression_from: torch.Tensor | None = None) -> torch.Tensor:
-        """The shared editing interface: expression transfer from ``expression_from [B, 3, H, W]`` onto ``source
-        [B, 3, H, W]`` (:func:`~reenact.models.lpmm.control.transfer_expression`); ``None`` renders the source's
-        own parameters. ``head_pose`` raises ``NotImplementedError``: LPMM has no head-angle parameters."""
+        """The shared editing interface on ``source [B, 3, H, W]``: expression transfer from ``expression_from``
+        (:func:`~reenact.models.lpmm.control.transfer_expression`) and/or the head pose set to ``head_pose [B, 3]``
+        degrees through the pose map (:class:`~reenact.models.lpmm.posemap.PoseMap`; raises
+        :class:`~reenact.models.lpmm.posemap.PoseNotFittedError` without one)."""
         from reenact.models.lpmm import control
 
-        if head_pose is not None:
-            raise NotImplementedError("LPMM cannot set an absolute head pose: its parameters are PCA components of "
-                                      "landmarks that mix pose and expression (no yaw/pitch/roll)")
-        return control.transfer_expression(self, source, source if expression_from is None else expression_from)
+        if head_pose is None:
+            return control.transfer_expression(self, source, source if expression_from is None else expression_from)
+        return control.set_head_pose(self, source, head_pose, expression_from=expression_from)
 
     # ------------------------------------------------------------------------------------------ stages
     def stage(self, step: int | None = None) -> str:
@@ -215,9 +221,18 @@ class LPMM(ReenactmentModule):
             return "adaptor"
         return "done"
 
-    def regressor_losses(self, images: torch.Tensor, landmarks: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Sec. 3.2: l1 between Eq. 1's reconstruction of ``F(images)`` and the landmarks ``[B, 68, 2]``."""
+    def regressor_losses(self, images: torch.Tensor, landmarks: torch.Tensor,
+                         detected: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Sec. 3.2: l1 between Eq. 1's reconstruction of ``F(images)`` and the landmarks ``[B, 68, 2]``, over the
+        frames ``detected [B]`` marks (all by default; a frame without a detected face has no target). Every
+        frame still passes through ``F``, so BatchNorm and the DDP gradient average see the same batch shape."""
         params = self.params_from_image(images)
+        if detected is not None:
+            detected = detected.bool()
+            if not bool(detected.any()):
+                zero = params.sum() * 0.0
+                return {"regressor_l1": zero, "nme": zero.detach(), "total": zero}
+            params, landmarks = params[detected], landmarks[detected]
         loss = landmark_l1_loss(params, landmarks, self.pca, self.image_size)
         with torch.no_grad():
             predicted = self.pca.reconstruct(params).unflatten(-1, (NUM_LANDMARKS, 2))
@@ -260,8 +275,14 @@ class LPMM(ReenactmentModule):
             raise MissingBackboneError("reenact fit --model lpmm: no backbone checkpoint (--model.backbone_ckpt).\n"
                                        + BACKBONE_HINT.format(preset=preset))
         # After a resume the restored buffers already hold the basis; it is a pure function of the data anyway.
-        if not bool(self.pca.fitted):
-            self.fit_basis(self._annotated_landmarks())
+        # (A model given a fitted basis and plain dataloaders, without the DataModule, keeps its pose map as is.)
+        has_annotations = getattr(self.trainer, "datamodule", None) is not None
+        if not bool(self.pca.fitted) or (has_annotations and not bool(self.pose_map.fitted)):
+            landmarks, pose = self._annotated_frames()
+            if not bool(self.pca.fitted):
+                self.fit_basis(landmarks)
+            if pose is not None and not bool(self.pose_map.fitted):
+                self.fit_pose_map(landmarks, pose)
         self.regressor.set_param_std(self.pca.std)
 
     @torch.no_grad()
@@ -270,8 +291,21 @@ class LPMM(ReenactmentModule):
         self.pca.fit_landmarks(landmarks.to(self.pca.mean.device), self.image_size)
         self.regressor.set_param_std(self.pca.std)
 
-    def _annotated_landmarks(self) -> torch.Tensor:
-        """Every annotated training frame's landmarks ``[N, 68, 2]`` in pixels of ``image_size`` frames."""
+    @torch.no_grad()
+    def fit_pose_map(self, landmarks: torch.Tensor, pose: torch.Tensor) -> None:
+        """Fit the head-pose map (:mod:`.posemap`) from pixel landmarks ``[N, 68, 2]`` and their annotated
+        ``pose [N, 3]`` (yaw, pitch, roll degrees): the landmarks' own parameters ``E_k (L - L_bar)`` against the
+        angles. Needs the basis."""
+        device = self.pca.mean.device
+        aligned = align_landmarks(landmarks.to(device, self.pca.mean.dtype), self.image_size)
+        params = self.pca.project(aligned, self.pca.num_components)
+        self.pose_map.fit(params, pose.to(params))
+
+    def _annotated_frames(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Every annotated, *detected* training frame's landmarks ``[N, 68, 2]`` (pixels of ``image_size``
+        frames) and, when the annotations carry it, its head pose ``[N, 3]`` in degrees. Frames an annotation
+        marks ``detected = 0`` (their landmarks are copied from the nearest detected frame) are left out: they
+        would teach the basis a face that was never seen."""
         datamodule = self.trainer.datamodule
         records = datamodule.records.get("train", [])
         if "landmarks" not in datamodule.annotation_keys.get("train", []):
@@ -279,15 +313,25 @@ class LPMM(ReenactmentModule):
                              "(annotations/train/<video>.npz with a 'landmarks' [F, 68, 2] array), and this "
                              f"dataset has none; `reenact data annotate {datamodule._root()}` writes them with "
                              "the dlib landmark backend (or use `reenact data synth` for an annotated dataset)")
-        arrays = []
+        landmark_arrays, pose_arrays = [], []
         for record in records:
             with np.load(record.annotation, allow_pickle=False) as data:
-                arrays.append(scale_landmarks(data["landmarks"], record.height, record.width, self.image_size))
-        landmarks = torch.cat(arrays, 0)
+                keep = (np.asarray(data["detected"]).astype(bool) if "detected" in data.files
+                        else np.ones(len(data["landmarks"]), dtype=bool))
+                landmark_arrays.append(scale_landmarks(data["landmarks"][keep], record.height, record.width,
+                                                       self.image_size))
+                pose_arrays.append(torch.as_tensor(np.asarray(data["pose"], np.float32)[keep])
+                                   if "pose" in data.files else None)
+        landmarks = torch.cat(landmark_arrays, 0)
+        if landmarks.shape[0] == 0:
+            raise ValueError("no training frame has a detected face (every annotation has detected = 0)")
+        pose = torch.cat(pose_arrays, 0) if pose_arrays and all(p is not None for p in pose_arrays) else None
         limit = self.hparams.basis_max_frames
         if limit is not None and landmarks.shape[0] > limit:
-            landmarks = landmarks[torch.linspace(0, landmarks.shape[0] - 1, limit).round().long()]
-        return landmarks
+            chosen = torch.linspace(0, landmarks.shape[0] - 1, limit).round().long()
+            landmarks = landmarks[chosen]
+            pose = pose[chosen] if pose is not None else None
+        return landmarks, pose
 
     @torch.no_grad()
     def prepare_adaptor(self, identity_image: torch.Tensor, pose_frames: torch.Tensor) -> None:
@@ -342,8 +386,10 @@ class LPMM(ReenactmentModule):
             if "source_landmarks" not in batch:
                 raise ValueError("the LP-regressor trains on annotated landmarks; batches carry none")
             landmarks = torch.cat([batch["source_landmarks"][:, 0], batch["driving_landmarks"][:, 0]], 0)
+            detected = (torch.cat([batch["source_detected"][:, 0], batch["driving_detected"][:, 0]], 0)
+                        if "source_detected" in batch else None)
             self.regressor.train()
-            losses = self.regressor_losses(images, landmarks)
+            losses = self.regressor_losses(images, landmarks, detected)
             optimizer_regressor.zero_grad(set_to_none=True)
             self._backward(losses["total"], self.regressor)
             optimizer_regressor.step()
@@ -378,6 +424,11 @@ class LPMM(ReenactmentModule):
             return  # a repeated video that only keeps DDP ranks in step
         frames = batch["driving"].flatten(0, 1)
         landmarks = batch["driving_landmarks"].flatten(0, 1)
+        if "driving_detected" in batch:
+            detected = batch["driving_detected"].flatten(0, 1).bool()
+            frames, landmarks = frames[detected], landmarks[detected]
+            if frames.shape[0] == 0:
+                return
         predicted = self.pca.reconstruct(self.params_from_image(frames)).unflatten(-1, (NUM_LANDMARKS, 2))
         target = align_landmarks(landmarks.to(predicted.dtype), self.image_size).unflatten(-1, (NUM_LANDMARKS, 2))
         metric.update(nme(predicted, target))
