@@ -38,14 +38,14 @@ def generator_kwargs() -> dict:
     import inspect
 
     from reenact.models import preset_config
-    from reenact.models.fsrt.model import FSRTGenerator
+    from reenact.models.fsrt.torch_model import FSRTGenerator
 
     names = set(inspect.signature(FSRTGenerator).parameters)
     return {k: v for k, v in preset_config("fsrt", "paper")["model"].items() if k in names}
 
 
 def parameters() -> dict:
-    from reenact.models.fsrt.model import FSRTGenerator
+    from reenact.models.fsrt.torch_model import FSRTGenerator
 
     official = json.loads(LAYOUTS.read_text())["fsrt"]
     with torch.device("meta"):
@@ -62,7 +62,7 @@ def parameters() -> dict:
 
 @torch.no_grad()
 def speed(small: bool, frames: int) -> dict:
-    from reenact.models.fsrt.model import FSRTGenerator
+    from reenact.models.fsrt.torch_model import FSRTGenerator
 
     torch.manual_seed(0)
     kwargs = {**generator_kwargs(), **(SMALL_DECODER if small else {})}
@@ -86,7 +86,7 @@ def speed(small: bool, frames: int) -> dict:
 
 @torch.no_grad()
 def memory_child(chunk: int) -> None:
-    from reenact.models.fsrt.model import FSRTGenerator
+    from reenact.models.fsrt.torch_model import FSRTGenerator
 
     model = FSRTGenerator(**generator_kwargs()).eval()
     source = torch.rand(1, 1, 3, 256, 256)

@@ -51,7 +51,7 @@ def parameters() -> dict[str, object]:
 
 @torch.no_grad()
 def speed(frames: int = 10, warmup: int = 2) -> dict[str, object]:
-    from reenact.models.lia.model import LIAGenerator
+    from reenact.models.lia.torch_model import LIAGenerator
 
     torch.manual_seed(0)
     generator = LIAGenerator(size=256).eval()

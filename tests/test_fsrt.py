@@ -40,7 +40,7 @@ from reenact.models.fsrt.losses import (
     strided_pixel_indices,
     variance_loss,
 )
-from reenact.models.fsrt.model import ExpressionEncoder, FSRTDecoder
+from reenact.models.fsrt.torch_model import ExpressionEncoder, FSRTDecoder
 from reenact.nn.encoding import PositionalEncoding
 from reenact.nn.losses import VGG19Perceptual
 
@@ -536,7 +536,7 @@ def test_positional_attention_init_makes_the_decoder_look_up_the_token_under_eac
     """After the init, head 0 of the first cross-attention block attends most to the source token whose patch
     holds the query pixel (before: near-uniform attention and a mean-colour image)."""
     from reenact.models import create_model
-    from reenact.models.fsrt.model import pixel_grid
+    from reenact.models.fsrt.torch_model import pixel_grid
 
     torch.manual_seed(0)
     generator = create_model("fsrt", preset="tiny").generator.eval()

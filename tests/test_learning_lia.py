@@ -22,7 +22,7 @@ import torch
 
 from reenact.data.datamodule import ReenactDataModule
 from reenact.data.synthetic import generate_dataset
-from reenact.models.lia.module import LIA
+from reenact.models.lia.lightning_model import LIA
 
 SIZE = 32
 #: The tiny preset's recipe (conf/lia/tiny.yaml) on a smaller network (32 px) and a shorter schedule.

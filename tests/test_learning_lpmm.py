@@ -13,7 +13,7 @@ import torch
 
 from reenact.data.datamodule import ReenactDataModule
 from reenact.models.lpmm import control
-from reenact.models.lpmm.module import LPMM
+from reenact.models.lpmm.lightning_model import LPMM
 from test_learning_lia import SIZE, motion_pairs, trained_tiny_lia
 
 REGRESSOR_STEPS, ADAPTOR_STEPS = 60, 60

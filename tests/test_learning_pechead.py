@@ -15,7 +15,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from reenact.models.pechead.module import PECHead
+from reenact.models.pechead.lightning_model import PECHead
 
 #: Small sizes (every module and switch on), 32 px frames.
 SIZES = dict(image_size=32, reconstructor_backbone="resnet10t", frame_flow="dis", block_expansion=8,

@@ -20,9 +20,8 @@ from torch import nn
 
 import reenact.models
 from reenact.data.video import write_video
+from reenact.models.lia.lightning_model import LIA
 from reenact.models.lia.losses import frozen_logits
-from reenact.models.lia.model import LIAGenerator, StyleGAN2Discriminator
-from reenact.models.lia.module import LIA
 from reenact.models.lia.official import (
     OFFICIAL_CONFIG,
     OFFICIAL_PARAMETERS,
@@ -30,6 +29,7 @@ from reenact.models.lia.official import (
     load_official_discriminator,
     save_as_reenact_checkpoint,
 )
+from reenact.models.lia.torch_model import LIAGenerator, StyleGAN2Discriminator
 from reenact.nn.losses import VGG19Perceptual
 
 LAYOUTS = Path(__file__).resolve().parent / "data" / "official_state_dict_layouts.json"

@@ -23,10 +23,10 @@ import reenact
 import reenact.models
 from reenact.cli import main
 from reenact.data.video import write_video
-from reenact.models.lia.module import LIA
+from reenact.models.lia.lightning_model import LIA
 from reenact.models.lpmm import control
 from reenact.models.lpmm.adaptor import LIABackbone, PoseLatentBackbone, pose_regularisation
-from reenact.models.lpmm.module import LPMM
+from reenact.models.lpmm.lightning_model import LPMM
 from reenact.models.lpmm.pca import LandmarkPCA, align_landmarks
 
 # 32 px and a small LIA backbone keep CPU tests fast (the tiny preset is 64 px with a 1.5 M backbone).
@@ -375,7 +375,7 @@ def test_staged_fit_and_checkpoint_round_trip(tmp_path: Path) -> None:
 
 def test_backbone_checkpoint_formats(tmp_path: Path) -> None:
     from reenact.models.lia.official import OFFICIAL_CONFIG
-    from reenact.models.lpmm.module import read_backbone_checkpoint
+    from reenact.models.lpmm.lightning_model import read_backbone_checkpoint
 
     name, config, state = read_backbone_checkpoint(_lia_checkpoint(tmp_path / "lia.ckpt"))
     assert name == "lia" and config == BACKBONE and all(k.startswith(("enc.", "dec.")) for k in state)

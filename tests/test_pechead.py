@@ -19,9 +19,9 @@ import reenact.models
 from reenact.face.model3d import FaceModel3D, to_pixels
 from reenact.models.pechead.cap import CAP, FrameFlow
 from reenact.models.pechead.keypoints import PoseAwareKeypointEstimator
+from reenact.models.pechead.lightning_model import VARIANTS, PECHead
 from reenact.models.pechead.losses import keypoint_distance_loss, warping_loss
 from reenact.models.pechead.mmfa import MMFA, DeformableAlignment, MotionEstimator
-from reenact.models.pechead.module import VARIANTS, PECHead
 from reenact.models.pechead.reconstructor import FaceShapeReconstructor, condition_vector
 from reenact.nn.warping import flow_to_grid, identity_grid, warp
 

@@ -89,7 +89,7 @@ def test_edit_refuses_preset_and_names_expression_preset(synthetic_root: Path, t
 # ------------------------------------------------------------------------------------------ adapt_scale
 def test_adapt_scale_reaches_the_keypoint_model(synthetic_root: Path, tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    import reenact.models.keypoint_warp.model as keypoint_model
+    import reenact.models.keypoint_warp.torch_model as keypoint_model
 
     video = str(sorted((synthetic_root / "test").iterdir())[0])
     checkpoint = _checkpoint("keypoint-warp", tmp_path)

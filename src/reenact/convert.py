@@ -21,7 +21,7 @@ FSRT_SMALL_DECODER = {"decoder_heads": 6, "decoder_mlp_dim": 768, "render_hidden
 
 def convert_fsrt(checkpoint: str | None, kp_detector: str | None, preset: str = "paper",
                  small_decoder: bool = False) -> Any:
-    """An :class:`~reenact.models.fsrt.module.FSRT` module holding the released weights (the model file's
+    """An :class:`~reenact.models.fsrt.lightning_model.FSRT` module holding the released weights (the model file's
     encoder, decoder and expression network; the keypoint detector from ``kp_detector`` or the model file)."""
     from reenact.models import create_model
     from reenact.models.fsrt.official import load_official
@@ -83,7 +83,7 @@ def run_convert(args: list[str]) -> int:
             module = lia_module_from_official(options.checkpoint)
     except (ValueError, KeyError, RuntimeError, OSError) as error:
         raise SystemExit(f"reenact convert: {error}") from None
-    from reenact.registry import save_checkpoint
+    from reenact.checkpoints import save_checkpoint
 
     save_checkpoint(module, out, converted_from=inputs)
     parameters = sum(p.numel() for p in module.parameters())

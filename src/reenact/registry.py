@@ -16,6 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+# Checkpoint files are read and written by :mod:`reenact.checkpoints` (below the models, so a model's converter
+# can write one without importing the registry); re-exported here, where users look for them.
+from reenact.checkpoints import CheckpointError as CheckpointError
+from reenact.checkpoints import checkpoint_info as checkpoint_info
+from reenact.checkpoints import read_checkpoint as read_checkpoint
+from reenact.checkpoints import save_checkpoint as save_checkpoint
+from reenact.checkpoints import stored_hyper_parameters as stored_hyper_parameters
+
 if TYPE_CHECKING:
     from reenact.models.base import ReenactmentModule
 
@@ -57,8 +65,30 @@ def conf_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "conf"
 
 
-def _ensure_builtin() -> None:
-    import reenact.models  # noqa: F401  (registers the built-in models)
+#: The zoo's own models: (name, "module:Class", description, paper). Registered when this module is imported;
+#: a model's module is imported only when its class is first needed.
+BUILTIN_MODELS: tuple[tuple[str, str, str, str], ...] = (
+    ("copy-source", "reenact.models.copy_source.lightning_model:CopySource",
+     "Reference floor: outputs the source frame for every driving frame; nothing to train.", ""),
+    ("keypoint-warp", "reenact.models.keypoint_warp.lightning_model:KeypointWarp",
+     "Small FOMM-style learned reference: unsupervised keypoints, dense motion, occlusion-aware warping.",
+     "Siarohin et al., First Order Motion Model, NeurIPS 2019 (without Jacobians)"),
+    ("fsrt", "reenact.models.fsrt.lightning_model:FSRT",
+     "Set-latent transformer: keypoints + expression vectors, pixel-wise transformer decoder, any number of sources.",
+     "Rochow, Schwarz and Behnke, FSRT: Facial Scene Representation Transformer, CVPR 2024"),
+    ("pechead", "reenact.models.pechead.lightning_model:PECHead",
+     "Face-model landmarks + pose-aware learned keypoints, multi-scale deformable alignment, recurrent context (CAP).",
+     "Gao et al., High-Fidelity and Freely Controllable Talking Head Video Generation, CVPR 2023"),
+    ("lia", "reenact.models.lia.lightning_model:LIA",
+     "Latent Image Animator: StyleGAN2 encoder/synthesis, orthonormal motion directions, flow-warped skip features.",
+     "Wang et al., Latent Image Animator: Learning to Animate Images via Latent Space Navigation, ICLR 2022"),
+    ("lpmm", "reenact.models.lpmm.lightning_model:LPMM",
+     "Landmark-parameter morphable model: PCA landmark rig, LP-regressor and LP-adaptor driving a frozen LIA.",
+     "Lee et al., LPMM: Intuitive Pose Control for Neural Talking-Head Model via Landmark-Parameter "
+     "Morphable Model, arXiv 2305.10456, 2023"),
+)
+for _entry in BUILTIN_MODELS:
+    register_model(*_entry)
 
 
 #: Released weights per model, as timm's pretrained tags: tag -> (weights entries in :mod:`reenact.weights`,
@@ -90,7 +120,6 @@ def list_models(pattern: str | None = None, *, trainable: bool | None = None,
     """
     import fnmatch
 
-    _ensure_builtin()
     names = sorted(_REGISTRY)
     if pattern is not None:
         names = [name for name in names if fnmatch.fnmatchcase(name, pattern)]
@@ -106,7 +135,6 @@ def list_models(pattern: str | None = None, *, trainable: bool | None = None,
 
 
 def get_entry(name: str) -> ModelEntry:
-    _ensure_builtin()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -185,42 +213,6 @@ def _create_pretrained(name: str, tag: str | bool, overrides: dict[str, Any]) ->
     return lia_module_from_official(str(files[0]))
 
 
-class CheckpointError(ValueError):
-    """A file that is not a readable reenact checkpoint; the message names the file and the reason."""
-
-
-def read_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, Any]:
-    """The checkpoint dict of a reenact checkpoint, read with ``weights_only=True`` (a checkpoint is data, never
-    code to run). Raises :class:`FileNotFoundError` or :class:`CheckpointError` with one clear line."""
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} not found")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"checkpoint {path} is empty (0 bytes); was its writing interrupted?")
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"{path} is not a readable checkpoint ({reason})") from None
-    if not isinstance(checkpoint, dict):
-        raise CheckpointError(f"{path} is not a reenact checkpoint (it holds a {type(checkpoint).__name__}, "
-                              "not a dict)")
-    return checkpoint
-
-
-def stored_hyper_parameters(checkpoint: dict[str, Any]) -> dict[str, Any]:
-    """The model's constructor arguments saved in ``checkpoint`` (Lightning's private ``_*`` keys dropped)."""
-    return {k: v for k, v in (checkpoint.get("hyper_parameters") or {}).items() if not k.startswith("_")}
-
-
-def checkpoint_info(path: str | Path) -> tuple[str | None, dict[str, Any]]:
-    """``(registry name or None, hyper-parameters)`` of a checkpoint, without building the model."""
-    checkpoint = read_checkpoint(path)
-    return (checkpoint.get("reenact") or {}).get("model"), stored_hyper_parameters(checkpoint)
-
-
 def load_from_checkpoint(path: str | Path, map_location: str = "cpu", strict: bool = True) -> ReenactmentModule:
     """Rebuild a model from a reenact checkpoint; the model's registry name travels inside it.
 
@@ -233,22 +225,3 @@ def load_from_checkpoint(path: str | Path, map_location: str = "cpu", strict: bo
     model = get_entry(info["model"]).load_class()(**stored_hyper_parameters(checkpoint))
     model.load_state_dict(checkpoint["state_dict"], strict=strict)
     return model
-
-
-def save_checkpoint(module: ReenactmentModule, out: str | Path, converted_from: Any = None) -> Path:
-    """Write ``module`` as a reenact checkpoint (``state_dict``, ``hyper_parameters``, the ``reenact`` section
-    naming the model) that :func:`load_from_checkpoint` reads; atomic, with the umask's permissions."""
-    import torch
-
-    import reenact
-    from reenact.data.video import atomic_path
-
-    info: dict[str, Any] = {"model": module.registry_name, "version": reenact.__version__}
-    if converted_from is not None:
-        info["converted_from"] = converted_from
-    hyper_parameters = {k: v for k, v in dict(module.hparams).items() if not k.startswith("_")}
-    with atomic_path(out) as temporary:
-        torch.save({"state_dict": module.state_dict(), "hyper_parameters": hyper_parameters, "reenact": info},
-                   temporary)
-    return Path(out)
-

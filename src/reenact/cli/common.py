@@ -29,8 +29,8 @@ def pop_option(args: list[str], name: str) -> str | None:
 
 def checkpoint_info(path: str) -> tuple[str | None, dict[str, Any]]:
     """(registry name, hyper-parameters) stored in a reenact checkpoint; a bad file is one clear line."""
-    from reenact.registry import CheckpointError
-    from reenact.registry import checkpoint_info as read_info
+    from reenact.checkpoints import CheckpointError
+    from reenact.checkpoints import checkpoint_info as read_info
 
     try:
         return read_info(path)

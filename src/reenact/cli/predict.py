@@ -242,7 +242,7 @@ def best_frame(source: Any, driving: Any, backend_name: str = "dlib") -> int:
     import torch
 
     from reenact.face.landmarks import get_landmark_backend
-    from reenact.models.fsrt.model import best_initial_frame
+    from reenact.models.fsrt.torch_model import best_initial_frame
 
     backend = get_landmark_backend(backend_name)
     reason = backend.unavailable_reason()

@@ -107,14 +107,17 @@ def _resolve(options: argparse.Namespace) -> argparse.Namespace:
 
 
 def _checkpoints(values: list[str]) -> dict[str, str]:
-    from reenact.cli.common import checkpoint_info
+    from reenact.checkpoints import CheckpointError, checkpoint_info
 
     checkpoints = {}
     for value in values:
         if "=" not in value:
             raise SystemExit(f"reenact benchmark: --ckpt_path {value!r}: expected MODEL=PATH")
         name, path = value.split("=", 1)
-        stored, _ = checkpoint_info(path)  # exits naming the file when it is missing or unreadable
+        try:
+            stored, _ = checkpoint_info(path)
+        except (FileNotFoundError, CheckpointError) as error:  # names the file and what is wrong with it
+            raise SystemExit(f"reenact benchmark: {error}") from None
         if stored is not None and stored != name:
             raise SystemExit(f"reenact benchmark: {path} holds a {stored!r} model, not {name!r}")
         checkpoints[name] = str(Path(path).resolve())

@@ -80,8 +80,8 @@ class StudioSession:
     @classmethod
     def from_checkpoint(cls, path: str, device: str = "cpu", **kwargs: Any) -> StudioSession:
         """Load ``path`` (any reenact checkpoint); a file that is not one raises :class:`StudioError`."""
+        from reenact.checkpoints import CheckpointError
         from reenact.models import load_from_checkpoint
-        from reenact.registry import CheckpointError
 
         if not Path(path).is_file():
             raise StudioError(f"{path}: no such checkpoint file")

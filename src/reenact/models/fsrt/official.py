@@ -9,7 +9,7 @@ The release consists of
 * ``kp_detector.pt``: the state_dict of FOMM's keypoint detector (a FOMM ``vox-cpk.pth.tar``-style dict with a
   ``kp_detector`` entry is accepted too).
 
-:class:`~reenact.models.fsrt.model.FSRTGenerator` uses the released submodule and parameter names, so every
+:class:`~reenact.models.fsrt.torch_model.FSRTGenerator` uses the released submodule and parameter names, so every
 part loads with ``load_state_dict(strict=True)``: no renaming, no missing or unexpected keys. The ``paper``
 preset builds exactly the released sizes (14.15 M + 29.77 M + 15.31 M + 2.56 M parameters); for the small
 decoder use ``decoder_heads=6, decoder_mlp_dim=768, render_hidden=[1536, 768]``.
@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from reenact.models.fsrt.model import FSRTGenerator
+from reenact.models.fsrt.torch_model import FSRTGenerator
 
 #: Top-level parts of a released FSRT model, in the order they are loaded.
 OFFICIAL_PARTS = ("kp_detector", "expression_encoder", "encoder", "decoder")

@@ -54,7 +54,7 @@ class Attention(nn.Module):
         """Cross-attention keys and values ``[B, h, N_z, d]`` of the set-latent tokens ``z [B, N_z, kv_dim]``.
 
         Computed once per source set and reused for every chunk of query pixels (see
-        :meth:`FSRTDecoder.forward <reenact.models.fsrt.model.FSRTDecoder.forward>`).
+        :meth:`FSRTDecoder.forward <reenact.models.fsrt.torch_model.FSRTDecoder.forward>`).
         """
         k, v = self.to_kv(z).chunk(2, dim=-1)
         return self._split(k), self._split(v)

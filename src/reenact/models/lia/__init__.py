@@ -1,7 +1,7 @@
 """LIA (Latent Image Animator, Wang et al. ICLR 2022): pure-torch generator with the official layout, StyleGAN2
 discriminator, losses, Lightning module and the converter for the released checkpoint."""
 
-from reenact.models.lia.model import LIAGenerator, StyleGAN2Discriminator
 from reenact.models.lia.official import load_official
+from reenact.models.lia.torch_model import LIAGenerator, StyleGAN2Discriminator
 
 __all__ = ["LIAGenerator", "StyleGAN2Discriminator", "load_official"]

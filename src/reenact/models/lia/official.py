@@ -3,7 +3,7 @@
 The released file is what the official ``Trainer.save`` writes: a dict ``{"gen": generator state_dict,
 "dis": discriminator state_dict, "g_optim": ..., "d_optim": ..., "args": argparse.Namespace}``. The
 generator is nested under the key ``"gen"`` (the official demo reads ``torch.load(path)["gen"]``); the
-discriminator, when present, under ``"dis"``. Our :class:`~reenact.models.lia.model.LIAGenerator` uses the
+discriminator, when present, under ``"dis"``. Our :class:`~reenact.models.lia.torch_model.LIAGenerator` uses the
 official parameter names and shapes (``official_state_dict_layouts.json``, key ``lia.generator``), so the
 conversion is the identity on names: only a DDP ``module.`` prefix, if any, is stripped.
 
@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from reenact.models.lia.model import LIAGenerator, StyleGAN2Discriminator
+from reenact.models.lia.torch_model import LIAGenerator, StyleGAN2Discriminator
 
 #: Key of the generator state dict in the released checkpoint.
 GENERATOR_KEY = "gen"
@@ -91,12 +91,12 @@ def load_official_discriminator(path: str | Path, map_location: str | torch.devi
 
 
 def lia_module_from_official(path: str | Path, **overrides: Any) -> torch.nn.Module:
-    """A :class:`reenact.models.lia.module.LIA` at the official size carrying the released weights (generator,
+    """A :class:`reenact.models.lia.lightning_model.LIA` at the official size carrying the released weights (generator,
     and the discriminator when the file has one), ready for ``reenact test`` or as an LPMM backbone.
 
     ``overrides`` go to the module (e.g. ``perceptual_weight=0`` when the VGG19 weights are absent).
     """
-    from reenact.models.lia.module import LIA
+    from reenact.models.lia.lightning_model import LIA
 
     checkpoint = read_official(path)
     arguments: dict[str, Any] = {"image_size": OFFICIAL_CONFIG["size"], "style_dim": OFFICIAL_CONFIG["style_dim"],
@@ -115,6 +115,6 @@ def save_as_reenact_checkpoint(path: str | Path, out: str | Path, **overrides: A
     """Convert the released file into a reenact checkpoint (``state_dict`` + ``hyper_parameters`` + the
     ``reenact`` section) that ``reenact test --ckpt_path OUT`` and ``reenact.models.load_from_checkpoint``
     read, and that LPMM accepts as ``--model.backbone_ckpt``."""
-    from reenact.registry import save_checkpoint
+    from reenact.checkpoints import save_checkpoint
 
     return save_checkpoint(lia_module_from_official(path, **overrides), out, converted_from=str(path))

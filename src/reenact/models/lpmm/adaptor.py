@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from reenact.models.lia.model import LIAGenerator
+from reenact.models.lia.torch_model import LIAGenerator
 
 
 @runtime_checkable

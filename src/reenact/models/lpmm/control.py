@@ -42,7 +42,7 @@ from torch import Tensor
 from reenact.data.video import atomic_path
 
 if TYPE_CHECKING:
-    from reenact.models.lpmm.module import LPMM
+    from reenact.models.lpmm.lightning_model import LPMM
 
 PRESET_FORMAT = "reenact-lpmm-presets"
 PRESET_VERSION = 1
@@ -261,7 +261,7 @@ def edit(model: LPMM, source: Tensor, params: dict[int, float] | None = None, pr
     """Edit a portrait's pose with LPMM parameters (Sec. 4.4).
 
     Args:
-        model: a trained :class:`~reenact.models.lpmm.module.LPMM`.
+        model: a trained :class:`~reenact.models.lpmm.lightning_model.LPMM`.
         source: the identity image, ``[3, H, W]`` or ``[B, 3, H, W]`` in ``[0, 1]``.
         params: offsets ``{index: value}`` in standard deviations, added to the pose (``--param 3=+1.5``).
         preset: a preset name in the library (``presets_path``, default :func:`default_preset_file`) or a

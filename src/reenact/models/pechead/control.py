@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import torch
 
 if TYPE_CHECKING:
-    from reenact.models.pechead.module import PECHead
+    from reenact.models.pechead.lightning_model import PECHead
 
 #: Sweepable pose axes and their column in the ``[B, 3]`` pose (degrees).
 POSE_AXES = {"yaw": 0, "pitch": 1, "roll": 2}

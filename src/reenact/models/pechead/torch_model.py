@@ -19,7 +19,7 @@ already asks to match the driving frame -- to the decoder's output: ``x^_d = cla
 the decoder learns a residual. The decoder, MMFA and CAP are unchanged.
 
 The Face Shape Reconstructor ``R`` is a separate module (trained and frozen on its own, supplement 2.3); the
-Lightning wrapper :mod:`reenact.models.pechead.module` turns its coefficients into the inputs used here.
+Lightning wrapper :mod:`reenact.models.pechead.lightning_model` turns its coefficients into the inputs used here.
 """
 
 from __future__ import annotations

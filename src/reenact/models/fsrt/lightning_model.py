@@ -1,4 +1,4 @@
-"""Lightning wrapper of :class:`~reenact.models.fsrt.model.FSRTGenerator`: FSRT's training (Sec. 3.2-3.3).
+"""Lightning wrapper of :class:`~reenact.models.fsrt.torch_model.FSRTGenerator`: FSRT's training (Sec. 3.2-3.3).
 
 Training runs in stages counted in training iterations (one batch each, stored in the ``train_iteration``
 buffer so resuming continues the schedule):
@@ -23,14 +23,13 @@ A3 driving frame ``Omega(I_D^A3)``, or in ``1 - crop_probability`` of the cases 
 
 Optimisation is manual (generator and discriminator alternate; the detector has its own optimiser). Gradients
 are averaged across processes explicitly after each backward pass, which works with the plain ``ddp`` strategy
-although every stage and optimiser uses a different subset of the parameters (see :meth:`FSRT._backward`).
+although every stage and optimiser uses a different subset of the parameters (see :mod:`reenact.training.distributed`).
 Adam with linear warm-up then exponential decay (``LambdaLR``), as the released trainer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -38,7 +37,6 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
-from torch.nn.parallel import DistributedDataParallel
 
 from reenact.data.datasets import SamplingSpec
 from reenact.models.base import ReenactmentModule
@@ -58,10 +56,11 @@ from reenact.models.fsrt.losses import (
     regularisation_loss,
     strided_pixel_indices,
 )
-from reenact.models.fsrt.model import FSRTGenerator, best_initial_frame, pixel_grid
+from reenact.models.fsrt.torch_model import FSRTGenerator, best_initial_frame, pixel_grid
 from reenact.nn.discriminators import MultiScaleDiscriminator
 from reenact.nn.keypoints import pixels_to_normalized
 from reenact.nn.losses import feature_matching_loss, lsgan_d_loss, lsgan_g_loss
+from reenact.training.distributed import all_reduce_mean_, manual_step, world_size
 
 
 class WarmupExponentialDecay:
@@ -83,27 +82,10 @@ class WarmupExponentialDecay:
         return self.decay_rate ** ((step - self.warmup_steps) / self.decay_steps)
 
 
-def _buckets(tensors: list[Tensor], size: int) -> Iterator[list[Tensor]]:
-    bucket: list[Tensor] = []
-    count = 0
-    for t in tensors:
-        bucket.append(t)
-        count += t.numel()
-        if count >= size:
-            yield bucket
-            bucket, count = [], 0
-    if bucket:
-        yield bucket
-
-
-def _world_size() -> int:
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
 class FSRT(ReenactmentModule):
     """FSRT (Rochow et al., CVPR 2024): set-latent transformer face reenactment.
 
-    Architecture arguments are those of :class:`~reenact.models.fsrt.model.FSRTGenerator` (``paper`` preset: the
+    Architecture arguments are those of :class:`~reenact.models.fsrt.torch_model.FSRTGenerator` (``paper`` preset: the
     released sizes). Training arguments (paper values in brackets):
 
     Args:
@@ -112,7 +94,7 @@ class FSRT(ReenactmentModule):
             that name belongs to the data module, and Lightning refuses equal names with different values.)
         render_chunk: query pixels decoded at a time when whole frames are rendered (memory bound).
         patch_init, patch_rgb_gain, render_bias: training-start initialisation of the patch CNN and the render
-            MLP (:class:`~reenact.models.fsrt.model.FSRTGenerator`; defaults: PyTorch's, as released).
+            MLP (:class:`~reenact.models.fsrt.torch_model.FSRTGenerator`; defaults: PyTorch's, as released).
         positional_init: at the first FSRT iteration, :meth:`FSRTGenerator.positional_attention_init` on that
             batch's frames: one decoder head starts out looking up the source token under each query pixel
             (a CPU-scale recipe choice; see the README's training recipe). Off in the ``paper`` preset.
@@ -461,50 +443,6 @@ class FSRT(ReenactmentModule):
         return {"discriminator": loss}
 
     # ------------------------------------------------------------------------------------------ optimisation
-    @contextmanager
-    def _local_gradients(self) -> Iterator[None]:
-        model = self._trainer.model if self._trainer is not None else None
-        if isinstance(model, DistributedDataParallel):
-            # DDP's reducer expects every registered parameter to receive a gradient in every backward pass; each
-            # stage here uses a different subset (detector, generator, discriminator), so the reducer is kept out
-            # and gradients are averaged by _average_gradients instead.
-            with model.no_sync():
-                yield
-        else:
-            yield
-
-    def _average_gradients(self, optimizer: Any) -> None:
-        world = _world_size()
-        if world == 1:
-            return
-        optimizer = getattr(optimizer, "optimizer", optimizer)
-        # Control flow is the same on every rank, so every rank has gradients for the same parameters, in order.
-        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        for bucket in _buckets(grads, 1 << 24):
-            flat = torch._utils._flatten_dense_tensors(bucket)
-            dist.all_reduce(flat)
-            flat.div_(world)
-            for grad, synced in zip(bucket, torch._utils._unflatten_dense_tensors(flat, bucket), strict=True):
-                grad.copy_(synced)
-
-    def _average_buffers(self, module: torch.nn.Module) -> None:
-        # BatchNorm statistics of the detector, trained per rank during pretraining, kept identical across ranks.
-        world = _world_size()
-        if world == 1:
-            return
-        for buffer in module.buffers():
-            if buffer.is_floating_point():
-                dist.all_reduce(buffer)
-                buffer.div_(world)
-
-    def _backward(self, optimizer: Any, loss: Tensor) -> None:
-        """Zero, backward, average over processes, step: one manual optimisation step of ``optimizer``."""
-        optimizer.zero_grad(set_to_none=True)
-        with self._local_gradients():
-            self.manual_backward(loss)
-        self._average_gradients(optimizer)
-        optimizer.step()
-
     def _named_optimizers(self) -> dict[str, Any]:
         optimizers = self.optimizers()
         optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
@@ -522,9 +460,9 @@ class FSRT(ReenactmentModule):
             optimizer = optimizers["kp_detector"]
             self.toggle_optimizer(optimizer)
             losses = self.keypoint_pretraining_loss(batch)
-            self._backward(optimizer, losses["total"])
+            manual_step(self, optimizer, losses["total"])
             self.untoggle_optimizer(optimizer)
-            self._average_buffers(self.generator.kp_detector)
+            all_reduce_mean_(self.generator.kp_detector.buffers())
             logs["stage"] = 0.0
         else:
             self.generator.set_kp_detector_trainable(False)
@@ -534,7 +472,7 @@ class FSRT(ReenactmentModule):
             optimizer = optimizers["generator"]
             self.toggle_optimizer(optimizer)
             losses, extras = self.generator_losses(batch, step)
-            self._backward(optimizer, losses["total"])
+            manual_step(self, optimizer, losses["total"])
             self.untoggle_optimizer(optimizer)
             schedulers = self.lr_schedulers()
             schedulers = schedulers if isinstance(schedulers, list) else [schedulers]
@@ -543,7 +481,7 @@ class FSRT(ReenactmentModule):
                 optimizer = optimizers["discriminator"]
                 self.toggle_optimizer(optimizer)
                 losses.update(self.discriminator_losses(extras))
-                self._backward(optimizer, losses["discriminator"])
+                manual_step(self, optimizer, losses["discriminator"])
                 self.untoggle_optimizer(optimizer)
                 schedulers[1].step()
             logs["stage"] = float(self.phase(step))
@@ -562,7 +500,7 @@ class FSRT(ReenactmentModule):
         r2 = self.generator.positional_attention_init(frames, keypoints, expression)
         changed = [self.generator.encoder.per_patch_linear, self.generator.decoder.allocation_transformer.input_mlp,
                    self.generator.decoder.allocation_transformer.transformer.layers[0][0].fn]
-        if _world_size() > 1:
+        if world_size() > 1:
             for module in changed:  # each rank fitted its own batch: take rank 0's
                 for parameter in module.parameters():
                     dist.broadcast(parameter.data, src=0)

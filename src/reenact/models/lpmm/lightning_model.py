@@ -28,15 +28,12 @@ uses absolute driving).
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
-from torch import nn
 from torchmetrics import MeanMetric
 
 from reenact.data.datasets import SamplingSpec, scale_landmarks
@@ -46,6 +43,7 @@ from reenact.models.lpmm.adaptor import BACKBONES, LPAdaptor, pose_regularisatio
 from reenact.models.lpmm.pca import NUM_LANDMARKS, LandmarkPCA, align_landmarks, nme
 from reenact.models.lpmm.posemap import PoseMap
 from reenact.models.lpmm.regressor import LPRegressor, landmark_l1_loss
+from reenact.training.distributed import all_reduce_mean_, backward_without_reducer
 
 #: The command that makes the backbone LPMM needs, quoted in the error when none is given.
 BACKBONE_HINT = (
@@ -353,27 +351,6 @@ class LPMM(ReenactmentModule):
         self.prepare_adaptor(identity.to(self.device), frames[: self.hparams.latent_mean_frames].to(self.device))
 
     # ----------------------------------------------------------------------------------------- training
-    @staticmethod
-    def _all_reduce_mean(tensors: list[torch.Tensor]) -> None:
-        """Average floating-point ``tensors`` in place over processes (one collective); no-op outside DDP."""
-        tensors = [t for t in tensors if t.is_floating_point()]
-        if not tensors or not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
-            return
-        flat = torch.cat([t.flatten() for t in tensors])
-        dist.all_reduce(flat)
-        flat /= dist.get_world_size()
-        offset = 0
-        for t in tensors:
-            t.copy_(flat[offset:offset + t.numel()].view_as(t))
-            offset += t.numel()
-
-    def _backward(self, loss: torch.Tensor, module: nn.Module) -> None:
-        """Backward without DDP's reducer, then average ``module``'s gradients over processes."""
-        block = getattr(self.trainer.strategy, "block_backward_sync", None)
-        with block() if block is not None else contextlib.nullcontext():
-            self.manual_backward(loss)
-        self._all_reduce_mean([p.grad for p in module.parameters() if p.grad is not None])
-
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
         stage = self.stage()
         if stage == "done":
@@ -391,11 +368,12 @@ class LPMM(ReenactmentModule):
             self.regressor.train()
             losses = self.regressor_losses(images, landmarks, detected)
             optimizer_regressor.zero_grad(set_to_none=True)
-            self._backward(losses["total"], self.regressor)
+            backward_without_reducer(self, losses["total"])
+            all_reduce_mean_(p.grad for p in self.regressor.parameters())
             optimizer_regressor.step()
             # BatchNorm running statistics saw only this process's batch: average them so every rank keeps the
             # same regressor (DDP's own buffer broadcast is off when the reducer is bypassed).
-            self._all_reduce_mean(list(self.regressor.buffers()))
+            all_reduce_mean_(self.regressor.buffers())
         else:
             if not (bool(self.adaptor.latent_mean_ready) and bool(self.identity_ready)):
                 self._prepare_adaptor_from_data()
@@ -404,7 +382,8 @@ class LPMM(ReenactmentModule):
                 self._adaptor_cache = self.adaptor_constants()
             losses = self.adaptor_losses(images, self._adaptor_cache)
             optimizer_adaptor.zero_grad(set_to_none=True)
-            self._backward(losses["total"], self.adaptor)
+            backward_without_reducer(self, losses["total"])
+            all_reduce_mean_(p.grad for p in self.adaptor.parameters())
             optimizer_adaptor.step()
         self.log("train/stage", float(stage == "adaptor"), batch_size=batch_size)
         for name, value in losses.items():

@@ -1,4 +1,4 @@
-"""Lightning wrapper of :class:`~reenact.models.keypoint_warp.model.KeypointWarpGenerator`.
+"""Lightning wrapper of :class:`~reenact.models.keypoint_warp.torch_model.KeypointWarpGenerator`.
 
 Training follows FOMM (Siarohin et al. 2019, Sec. 3.4) without Jacobians and without the GAN: L1
 reconstruction of the driving frame, an optional multi-scale VGG19 perceptual loss (real ImageNet
@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from reenact.data.datasets import SamplingSpec
 from reenact.models.base import ReenactmentModule
-from reenact.models.keypoint_warp.model import KeypointWarpGenerator
+from reenact.models.keypoint_warp.torch_model import KeypointWarpGenerator
 from reenact.nn.tps import RandomTPS
 
 

@@ -16,7 +16,7 @@ the paper's recipe): ``adversarial_start`` / ``adversarial_ramp`` switch ``L_G``
 schedule (a reconstruction warm-up; the discriminator still trains on real vs. generated frames) and then ramp
 ``λ_G`` linearly to its value; both are fractions of the schedule length (the OneCycle length, i.e.
 ``max_steps``), so they follow any step budget and always complete. ``output_skip = "warped_source"`` starts the
-generator at the warped source image (:mod:`reenact.models.pechead.model`). ``structural_weight`` adds an
+generator at the warped source image (:mod:`reenact.models.pechead.torch_model`). ``structural_weight`` adds an
 offline MS-SSIM term ``λ_s (1 − MS-SSIM(x^_d, x^d))`` as a *stand-in* for the VGG19 term ``L_v`` when its
 ImageNet weights are missing (off by default; never VGG with random weights).
 
@@ -43,13 +43,13 @@ from reenact.data.datasets import SamplingSpec
 from reenact.models.base import ReenactmentModule
 from reenact.models.pechead.cap import FlowMethod, FrameFlow
 from reenact.models.pechead.losses import frozen_logits, keypoint_distance_loss, ms_ssim_loss, warping_loss
-from reenact.models.pechead.model import OutputSkip, PECHeadGenerator
 from reenact.models.pechead.reconstructor import (
     FaceShapeReconstructor,
     condition_vector,
     pose_error,
     reconstructor_loss,
 )
+from reenact.models.pechead.torch_model import OutputSkip, PECHeadGenerator
 from reenact.nn.discriminators import MultiScaleDiscriminator
 from reenact.nn.losses import equivariance_loss, hinge_d_loss, hinge_g_loss
 from reenact.nn.tps import RandomTPS

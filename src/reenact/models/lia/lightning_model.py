@@ -1,4 +1,4 @@
-"""Lightning wrapper of :class:`~reenact.models.lia.model.LIAGenerator` (``reenact fit --model lia``).
+"""Lightning wrapper of :class:`~reenact.models.lia.torch_model.LIAGenerator` (``reenact fit --model lia``).
 
 Training (Wang et al. 2022, Sec. 3.4, official ``train.py``/``trainer.py``): pairs of frames of one video,
 the generator reconstructs the driving frame from the source with the driving frame's motion (absolute
@@ -22,7 +22,7 @@ import torch
 from reenact.data.datasets import SamplingSpec
 from reenact.models.base import ReenactmentModule
 from reenact.models.lia.losses import discriminator_losses, frozen_logits, generator_losses
-from reenact.models.lia.model import LIAGenerator, StyleGAN2Discriminator, init_source_reconstruction
+from reenact.models.lia.torch_model import LIAGenerator, StyleGAN2Discriminator, init_source_reconstruction
 
 
 def to_signed(image: torch.Tensor) -> torch.Tensor:
@@ -61,7 +61,7 @@ class LIA(ReenactmentModule):
             full adversarial term from step 0.
         gan_ramp_steps: length of that linear ramp (0: a step).
         source_init: start the generator at rendering its source (CPU-scale recipe,
-            :func:`~reenact.models.lia.model.init_source_reconstruction`: identity warps, the finest encoder
+            :func:`~reenact.models.lia.torch_model.init_source_reconstruction`: identity warps, the finest encoder
             level and RGB head passing the image through). ``False`` (official): StyleGAN2's random init.
             Loaded weights replace it.
         metrics, relative, eval_chunk, num_sample_frames: see :class:`ReenactmentModule`.
