@@ -39,7 +39,7 @@ from common import LAYOUTS, reference_ms, stamp, write  # noqa: E402
 
 MODELS = ("pechead", "fsrt", "lia", "lpmm")
 #: Training-only submodules (not part of the inference network the papers count).
-TRAINING_ONLY = ("discriminator", "perceptual", "vgg", "eval_metrics", "eval_counts")
+TRAINING_ONLY = ("discriminator", "perceptual", "vgg", "evaluator")
 #: Driving frames timed per model beyond the first (FSRT decodes every pixel with attention: seconds per frame).
 TIMED_FRAMES = {"pechead": 3, "fsrt": 2, "lia": 4, "lpmm": 4}
 

@@ -1,4 +1,5 @@
-"""``ReenactmentModule``: the contract every model implements, and the evaluation every model shares.
+"""``ReenactmentModule``: the contract every model implements, and the hooks that run the evaluation every model
+shares (the metric loop, results files and sample grid live in :mod:`reenact.evaluation`).
 
 A model implements ``animate`` (generation) and, if it learns, ``training_step`` and
 ``configure_optimizers``. Validation and test are implemented once here: they run the evaluation
@@ -22,7 +23,6 @@ Metrics are routed by ``ReenactMetric.editing_tasks``: ARE/FID see only frontali
 from __future__ import annotations
 
 import datetime as _dt
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -31,35 +31,18 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
-from torchmetrics import SumMetric
 
 import reenact
 from reenact.data.datasets import SamplingSpec
-from reenact.data.video import atomic_path
-from reenact.evaluation import results_table, write_results
-from reenact.metrics import (
-    CROSS_IDENTITY,
-    EDITING,
-    EDITING_TASKS,
-    EXPRESSION_TRANSFER,
-    FRONTALISATION,
-    QUICK_METRICS,
-    SAME_IDENTITY,
-    build_metrics,
-    get_metric_class,
+from reenact.evaluation import (
+    ProtocolEvaluator,
+    editing_metric_names,
+    results_table,
+    sample_grid,
+    write_results,
+    write_sample_grid,
 )
-
-PROTOCOLS = (SAME_IDENTITY, CROSS_IDENTITY)
-#: Keys of a protocol batch passed on to the metrics as context (face metrics read them).
-CONTEXT_KEYS = ("source", "source_landmarks", "driving_landmarks", "source_pose", "driving_pose",
-                "source_expression", "driving_expression")
-#: What each editing task does, written into the ``tasks`` note of the results' ``editing`` section.
-EDITING_TASK_NOTES = {
-    FRONTALISATION: "frames 0, {stride}, {stride2}, ... of each same-identity test video edited to the frontal pose "
-                    "yaw = pitch = roll = 0 (fid's real set: the frames before editing)",
-    EXPRESSION_TRANSFER: "the source frame of each cross-identity pair given the expression of driving frames 0, "
-                         "{stride}, {stride2}, ..., keeping its own pose; compared with that driving frame",
-}
+from reenact.metrics import CROSS_IDENTITY, EDITING_TASKS, QUICK_METRICS, SAME_IDENTITY
 
 
 class ReenactmentModule(L.LightningModule):
@@ -101,9 +84,7 @@ class ReenactmentModule(L.LightningModule):
         self.relative = relative
         self.eval_chunk = eval_chunk
         self.num_sample_frames = num_sample_frames
-        self.eval_metrics = nn.ModuleDict()
-        self._unmeasurable: set[int] = set()
-        self.eval_counts = nn.ModuleDict()
+        self.evaluator = ProtocolEvaluator()  # the protocols' metrics (reenact.evaluation)
 
     # ----------------------------------------------------------------------------------------- contract
     def animate(self, source: torch.Tensor, driving: torch.Tensor, *, relative: bool = False) -> torch.Tensor:
@@ -164,35 +145,13 @@ class ReenactmentModule(L.LightningModule):
     # ------------------------------------------------------------------------------------ evaluation
     def editing_metric_names(self) -> list[str]:
         """The selected metrics that score an editing task this model can do (empty: no editing protocol)."""
-        if not self.supports_editing:
-            return []
-        classes = {name: get_metric_class(name) for name in self.metric_names}
-        return [name for name, cls in classes.items()
-                if EDITING in cls.protocols and set(cls.editing_tasks) & set(self.editing_tasks)]
+        return editing_metric_names(self.metric_names, self.editing_tasks) if self.supports_editing else []
 
     def _reset_evaluation(self, editing: bool = False) -> None:
         """Fresh metric states for the two protocols, plus the ``editing`` protocol when ``editing`` is asked for
         (test) and the model can edit and an editing metric is selected."""
-        metrics = {p: build_metrics(self.metric_names, p) for p in PROTOCOLS}
-        counts = {p: {"videos": SumMetric(), "frames": SumMetric()} for p in PROTOCOLS}
-        names = self.editing_metric_names() if editing else []
-        if names:
-            metrics[EDITING] = {k: v for k, v in build_metrics(self.metric_names, EDITING).items() if k in names}
-            counts[EDITING] = {"videos": SumMetric(), "frames": SumMetric(),
-                               **{task: SumMetric() for task in self.editing_tasks}}
-        self.eval_metrics = nn.ModuleDict({p: nn.ModuleDict(m) for p, m in metrics.items()}).to(self.device)
-        self.eval_counts = nn.ModuleDict({p: nn.ModuleDict(c) for p, c in counts.items()}).to(self.device)
-        # A metric whose evaluator is missing (weights, package) is never updated: its result() gives the reason,
-        # and one missing file must not abort the evaluation of every other metric.
-        self._unmeasurable = {id(m) for group in metrics.values() for m in group.values()
-                              if m.unavailable_reason() is not None}
-
-    def _update_metrics(self, metrics: Any, generated: torch.Tensor, target: torch.Tensor,
-                        context: dict[str, Any]) -> None:
-        """``update`` every metric in ``metrics`` that can be measured here (``[N, 3, H, W]`` pairs)."""
-        for metric in metrics:
-            if id(metric) not in self._unmeasurable:
-                metric.update(generated, target, **context)
+        tasks = self.editing_tasks if editing and self.supports_editing else ()
+        self.evaluator.reset(self.metric_names, self.device, tasks)
 
     @torch.no_grad()
     def generate_video(self, source: torch.Tensor, driving: torch.Tensor, relative: bool, chunk: int | None = None,
@@ -225,15 +184,9 @@ class ReenactmentModule(L.LightningModule):
         generated = self.generate_video(batch["source"], batch["driving"], self.relative)
         if "padding" in batch and bool(batch["padding"][0]):
             return generated  # a repeat that only keeps DDP ranks in step; not counted
-        frames = generated.shape[0] * generated.shape[1]
-        flat_generated = generated.flatten(0, 1)
-        flat_driving = batch["driving"].flatten(0, 1)
-        context = {k: batch[k] for k in CONTEXT_KEYS if k in batch}
-        self._update_metrics(self.eval_metrics[protocol].values(), flat_generated, flat_driving, context)
-        self.eval_counts[protocol]["videos"].update(torch.tensor(float(generated.shape[0])))
-        self.eval_counts[protocol]["frames"].update(torch.tensor(float(frames)))
-        if EDITING in self.eval_metrics:
-            self._editing_step(batch, protocol)
+        self.evaluator.update(protocol, batch, generated)
+        if self.evaluator.edits:
+            self.evaluator.update_editing(batch, protocol, self._edit_in_chunks, self.editing_frame_stride)
         return generated
 
     @torch.no_grad()
@@ -243,63 +196,8 @@ class ReenactmentModule(L.LightningModule):
         return torch.cat([self.edit_image(source[i:i + chunk], **{k: v[i:i + chunk] for k, v in edits.items()})
                           for i in range(0, source.shape[0], chunk)])
 
-    def _editing_step(self, batch: dict[str, Any], protocol: str) -> None:
-        """The editing protocol's share of one (non-padding) protocol batch; see the module docstring.
-
-        Same-identity batches give frontalisations, cross-identity batches expression transfers. Each metric of
-        the editing protocol is updated only with the outputs of the tasks it scores (``editing_tasks``).
-        """
-        task = {SAME_IDENTITY: FRONTALISATION, CROSS_IDENTITY: EXPRESSION_TRANSFER}.get(protocol)
-        if task is None or task not in self.editing_tasks:
-            return
-        metrics = [m for m in self.eval_metrics[EDITING].values() if task in m.editing_tasks]
-        if not metrics:
-            return
-        driving = batch["driving"][:, ::max(1, self.editing_frame_stride)]  # [B, K, 3, H, W]
-        videos, per_video = driving.shape[:2]
-        references = driving.flatten(0, 1)
-        if task == FRONTALISATION:
-            sources = references
-            frontal = torch.zeros(sources.shape[0], 3, device=sources.device, dtype=sources.dtype)
-            edited, target = self._edit_in_chunks(sources, head_pose=frontal), sources
-        else:
-            source = batch["source"][:, 0]
-            sources = source[:, None].expand(-1, per_video, *source.shape[1:]).flatten(0, 1)
-            edited, target = self._edit_in_chunks(sources, expression_from=references), references
-        # One "video" per edited image: context["source"][n] is the unedited image of output n (CSIM's layout).
-        context = {"source": sources[:, None]}
-        self._update_metrics(metrics, edited, target, context)
-        counts = self.eval_counts[EDITING]
-        counts["videos"].update(torch.tensor(float(videos)))
-        counts["frames"].update(torch.tensor(float(edited.shape[0])))
-        counts[task].update(torch.tensor(float(edited.shape[0])))
-
     def _collect(self) -> dict[str, dict[str, Any]]:
-        sections = {}
-        for protocol in self.eval_counts:
-            with warnings.catch_warnings():
-                # A protocol this stage does not run (e.g. cross-identity in validation) has no update; it still
-                # computes on every rank (a collective under DDP) and counts 0, which is what is wanted here.
-                warnings.filterwarnings("ignore", message=".*was called before the ``update`` method.*")
-                videos = int(self.eval_counts[protocol]["videos"].compute().item())
-            if videos == 0:
-                continue
-            sections[protocol] = {
-                "videos": videos,
-                "frames": int(self.eval_counts[protocol]["frames"].compute().item()),
-                "metrics": [m.result().to_dict() for m in self.eval_metrics[protocol].values()],
-            }
-            if protocol == EDITING:
-                stride = max(1, self.editing_frame_stride)
-                sections[protocol]["tasks"] = {
-                    task: {
-                        "images": int(self.eval_counts[EDITING][task].compute().item()),
-                        "metrics": [name for name, m in self.eval_metrics[EDITING].items() if task in m.editing_tasks],
-                        "what": EDITING_TASK_NOTES[task].format(stride=stride, stride2=2 * stride),
-                    }
-                    for task in self.editing_tasks
-                }
-        return sections
+        return self.evaluator.collect(self.editing_frame_stride)
 
     def on_validation_epoch_start(self) -> None:
         self._reset_evaluation()
@@ -374,16 +272,8 @@ class ReenactmentModule(L.LightningModule):
         directory = self._output_dir() / "samples"
         if not self.trainer.is_global_zero:
             return
-        import torchvision
-
-        count = min(self.num_sample_frames, generated.shape[1])
-        source = batch["source"][0, :1].expand(count, -1, -1, -1)
-        images = torch.stack([source, batch["driving"][0, :count], generated[0, :count]], 1).flatten(0, 1)
-        grid = torchvision.utils.make_grid(images.float().clamp(0, 1).cpu(), nrow=3, padding=2)
-        target = directory / f"epoch{self.current_epoch:03d}_step{self.global_step:07d}.png"
-        directory.mkdir(parents=True, exist_ok=True)
-        with atomic_path(target) as temporary:
-            torchvision.utils.save_image(grid, temporary)
+        grid = sample_grid(batch, generated, self.num_sample_frames)
+        write_sample_grid(directory, f"epoch{self.current_epoch:03d}_step{self.global_step:07d}.png", grid)
         for logger in self.loggers:
             experiment = getattr(logger, "experiment", None)
             if hasattr(experiment, "add_image"):
