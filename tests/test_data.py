@@ -595,3 +595,26 @@ def test_data_report_type() -> None:
     report = DatasetReport(root="x")
     report.warning("a.mp4", "odd")
     assert report.ok and report.to_json()["warnings"] == 1
+
+
+def test_augment_modes_flip_only_leaves_colours_exact() -> None:
+    """``--data.augment flip``: flips happen, colours are untouched (models such as FSRT jitter themselves)."""
+    import numpy as np
+    import torch
+
+    from reenact.data.augment import apply_augment, augment_config, sample_params
+
+    assert augment_config(False) is None and augment_config("none") is None
+    assert augment_config(True) == augment_config("full")
+    with pytest.raises(ValueError, match="flip, none"):
+        augment_config("jitter")
+    config = augment_config("flip")
+    frames = torch.rand(2, 3, 8, 8)
+    flips = 0
+    for seed in range(8):
+        params = sample_params(config, np.random.default_rng(seed))
+        sample = apply_augment({"source": frames[:1].clone(), "driving": frames[1:].clone()}, params)
+        expected = frames.flip(-1) if params.flip else frames
+        torch.testing.assert_close(torch.cat([sample["source"], sample["driving"]]), expected, rtol=0, atol=0)
+        flips += params.flip
+    assert 0 < flips < 8

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-__all__ = ["IBUG68_FLIP", "AugmentConfig", "AugmentParams", "apply_augment", "flip_landmarks", "flip_pose",
-           "sample_params"]
+__all__ = ["AUGMENT_MODES", "IBUG68_FLIP", "AugmentConfig", "AugmentParams", "apply_augment", "augment_config",
+           "flip_landmarks", "flip_pose", "sample_params"]
 
 
 def _ibug68_flip() -> tuple[int, ...]:
@@ -69,6 +69,28 @@ class AugmentConfig:
             raise ValueError(f"hue must be in [0, 0.5], got {self.hue}")
 
 
+#: ``augment`` modes of the DataModule (``True``/``False`` are ``"full"``/``"none"``).
+AUGMENT_MODES = ("full", "flip", "none")
+
+
+def augment_config(mode: bool | str | AugmentConfig | None) -> AugmentConfig | None:
+    """The DataModule's ``augment`` option as a config: ``True``/``"full"`` FOMM's flip + jitter, ``"flip"`` the
+    flip alone, ``False``/``"none"``/``None`` nothing; an :class:`AugmentConfig` is used as given.
+
+    Raises:
+        ValueError: any other value, naming the modes.
+    """
+    if isinstance(mode, AugmentConfig) or mode is None:
+        return mode
+    if mode is True or mode == "full":
+        return AugmentConfig()
+    if mode is False or mode == "none":
+        return None
+    if mode == "flip":
+        return AugmentConfig(brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0)
+    raise ValueError(f"augment must be true, false or one of {', '.join(AUGMENT_MODES)}; got {mode!r}")
+
+
 @dataclass(frozen=True)
 class AugmentParams:
     """The random draw for one sample: flip or not, the four jitter factors and the order they apply in."""
@@ -105,6 +127,8 @@ def flip_pose(pose: torch.Tensor) -> torch.Tensor:
 
 
 def _jitter(frames: torch.Tensor, params: AugmentParams) -> torch.Tensor:
+    if (params.brightness, params.contrast, params.saturation, params.hue) == (1.0, 1.0, 1.0, 0.0):
+        return frames  # no jitter ("flip" mode): skip the colour-space round trips, frames stay bit-exact
     for step in params.order:
         if step == 0:
             frames = TF.adjust_brightness(frames, params.brightness)

@@ -22,6 +22,7 @@ import torch.distributed as dist
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Dataset
 
+from reenact.data.augment import augment_config
 from reenact.data.checks import DatasetReport, check_dataset
 from reenact.data.datasets import (
     EpochDistributedSampler,
@@ -73,7 +74,9 @@ class ReenactDataModule(L.LightningDataModule):
         batch_size: training batch size (evaluation always uses 1 video per batch).
         num_workers: DataLoader worker processes.
         repeats: how many times each training video is sampled per epoch.
-        augment: random horizontal flip and colour jitter for training.
+        augment: training augmentation: ``True`` (or ``"full"``) FOMM's random horizontal flip and colour jitter,
+            ``"flip"`` the flip only (for models that jitter their inputs themselves, e.g. FSRT's A1-A3, so
+            each version gets one jitter as in the release), ``False`` (or ``"none"``) nothing.
         seed: seed of training order, frame choice, augmentation and the cross-identity pairs.
         max_frames_per_video: evaluate at most this many frames of each video (``None``: all).
         val_max_videos: validation uses at most this many videos, spread over the split.
@@ -105,7 +108,7 @@ class ReenactDataModule(L.LightningDataModule):
         batch_size: int = 8,
         num_workers: int = 0,
         repeats: int = 1,
-        augment: bool = True,
+        augment: bool | str = True,
         seed: int = 0,
         max_frames_per_video: int | None = None,
         val_max_videos: int = 4,
@@ -137,6 +140,7 @@ class ReenactDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.repeats = repeats
         self.augment = augment
+        self._augment_config = augment_config(augment)  # a misspelt mode fails here, at CLI parsing
         self.seed = seed
         self.max_frames_per_video = max_frames_per_video
         self.val_max_videos = val_max_videos
@@ -224,7 +228,7 @@ class ReenactDataModule(L.LightningDataModule):
             spec = self.sampling_spec
             self.train_dataset = TrainingDataset(
                 self.records["train"], spec.mode, spec.num_source, spec.num_driving, self.image_size,
-                self.augment, self.repeats, self.seed, annotation_keys=self.annotation_keys["train"],
+                self._augment_config, self.repeats, self.seed, annotation_keys=self.annotation_keys["train"],
             )
         if stage in ("fit", "validate", None):
             split = self.val_split
