@@ -64,7 +64,7 @@ def test_landmark_distances_by_hand() -> None:
     shifted = base + np.array([3.0, -4.0])
     assert akd_per_frame(shifted, base) == pytest.approx([3.5])  # (|3| + |-4|) / 2
     assert akd_euclidean_per_frame(shifted, base) == pytest.approx([5.0])  # sqrt(9 + 16)
-    assert nme_per_frame(shifted, base) == pytest.approx([5.0 / 40.0])
+    assert nme_per_frame(shifted, base) == pytest.approx([100 * 5.0 / 40.0])  # percent
 
 
 def test_cosine_and_hamming_by_hand() -> None:
@@ -124,7 +124,7 @@ def test_akd_metric_known_shift_and_skipped_frames() -> None:
     nme = _injected(NME)
     nme.update(generated, driving)
     base = _ShiftBackend().base
-    assert nme.result().value == pytest.approx(6 / 2 / np.linalg.norm(base[36] - base[45]))
+    assert nme.result().value == pytest.approx(100 * 6 / 2 / np.linalg.norm(base[36] - base[45]))
     everything_skipped = _injected(AKD)
     everything_skipped.update(frames([-1]), frames([5]))
     result = everything_skipped.result()

@@ -85,10 +85,11 @@ def akd_euclidean_per_frame(generated: np.ndarray, driving: np.ndarray) -> np.nd
 
 
 def nme_per_frame(generated: np.ndarray, driving: np.ndarray) -> np.ndarray:
-    """``[N, 68, 2]`` x2 -> ``[N]`` mean point error over the driving outer-eye-corner distance (36-45)."""
+    """``[N, 68, 2]`` x2 -> ``[N]`` mean point error over the driving outer-eye-corner distance (36-45), in
+    percent (as LPMM Table 1 reports it)."""
     driving = np.asarray(driving, np.float64)
     inter_ocular = np.linalg.norm(driving[:, 36] - driving[:, 45], axis=-1)
-    return akd_euclidean_per_frame(generated, driving) / np.maximum(inter_ocular, 1e-9)
+    return 100.0 * akd_euclidean_per_frame(generated, driving) / np.maximum(inter_ocular, 1e-9)
 
 
 def hamming_per_frame(generated: np.ndarray, driving: np.ndarray) -> np.ndarray:
@@ -312,7 +313,7 @@ class NME(_LandmarkDistance):
     """Landmark NME of generated vs driving frames, normalised by the driving inter-ocular distance."""
 
     name = "nme"
-    definition = "mean ||p_gen - p_drv||_2 / ||p_drv[36] - p_drv[45]||_2 (outer eye corners)"
+    definition = "100 * mean ||p_gen - p_drv||_2 / ||p_drv[36] - p_drv[45]||_2 (outer eye corners), in %"
 
     def per_frame(self, generated: np.ndarray, driving: np.ndarray) -> np.ndarray:
         return nme_per_frame(generated, driving)

@@ -235,7 +235,7 @@ class LPMM(ReenactmentModule):
         with torch.no_grad():
             predicted = self.pca.reconstruct(params).unflatten(-1, (NUM_LANDMARKS, 2))
             target = align_landmarks(landmarks.to(params.dtype), self.image_size).unflatten(-1, (NUM_LANDMARKS, 2))
-            error = nme(predicted, target).mean()
+            error = 100.0 * nme(predicted, target).mean()  # percent of the inter-ocular distance (Table 1)
         return {"regressor_l1": loss, "nme": error, "total": loss}
 
     @torch.no_grad()
@@ -410,7 +410,7 @@ class LPMM(ReenactmentModule):
                 return
         predicted = self.pca.reconstruct(self.params_from_image(frames)).unflatten(-1, (NUM_LANDMARKS, 2))
         target = align_landmarks(landmarks.to(predicted.dtype), self.image_size).unflatten(-1, (NUM_LANDMARKS, 2))
-        metric.update(nme(predicted, target))
+        metric.update(100.0 * nme(predicted, target))  # in percent, as Table 1
 
     def _log_nme(self, metric: MeanMetric, name: str) -> None:
         # compute() is a collective under DDP: every rank calls it here, whatever its number of steps (a rank
