@@ -258,3 +258,30 @@ def test_ddp_fit_two_processes(tmp_path: Path) -> None:
     with torch.no_grad():
         out = model.animate(torch.rand(1, 1, 3, 64, 64), torch.rand(1, 2, 3, 64, 64))
     assert out.shape == (1, 2, 3, 64, 64) and math.isfinite(out.sum().item())
+
+
+def test_rounding_order_follows_the_official_code() -> None:
+    """The three places where the official LIA's order of float operations differs from the obvious one are
+    computed its way (bit for bit): the float64 identity grid cast to float32, the direction sum over
+    ``diag(alpha) Q^T``, and the relative latent ``w_a + (D a_t - D a_0) + D a_s``."""
+    import numpy as np
+
+    from reenact.models.lia.torch_model import Direction, identity_grid
+
+    xs = np.linspace(-1, 1, 37)
+    official_grid = torch.tensor(np.stack(np.meshgrid(xs, xs), 2)).float()
+    assert torch.equal(identity_grid(37, 1, torch.device("cpu"), torch.float32)[0], official_grid)
+
+    torch.manual_seed(0)
+    direction = Direction(64, 20)
+    alpha = torch.randn(3, 20)
+    q, _ = torch.linalg.qr(direction.weight + 1e-8)
+    assert torch.equal(direction(alpha), torch.sum(torch.matmul(torch.diag_embed(alpha), q.T), dim=1))
+
+    generator = LIAGenerator(size=32, style_dim=64, motion_dim=20, channel_base=256, channel_max=64)
+    latents = []
+    generator.dec.forward = lambda latent, feats: latents.append(latent) or latent  # type: ignore[method-assign]
+    w_a, a_t, a_0, a_s = torch.randn(2, 64), torch.randn(2, 20), torch.randn(2, 20), torch.randn(2, 20)
+    generator.synthesize(w_a, [], a_t, a_0, a_s)
+    d = generator.directions
+    assert torch.equal(latents[0], w_a + (d(a_t) - d(a_0)) + d(a_s))

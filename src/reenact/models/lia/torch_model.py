@@ -37,6 +37,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -57,8 +58,10 @@ from reenact.nn.stylegan2 import (
 
 
 def identity_grid(size: int, batch: int, device: torch.device, dtype: torch.dtype) -> Tensor:
-    """``[B, size, size, 2]`` sampling grid ``(x, y)`` from ``linspace(-1, 1, size)`` (the official grid)."""
-    xs = torch.linspace(-1.0, 1.0, size, device=device, dtype=dtype)
+    """``[B, size, size, 2]`` sampling grid ``(x, y)`` from ``linspace(-1, 1, size)`` (the official grid: NumPy's
+    float64 ``linspace`` cast to float32, which rounds differently from a float32 ``linspace``)."""
+    # NumPy's linspace, not torch's: their float64 values differ in the last bit at some sizes.
+    xs = torch.from_numpy(np.linspace(-1.0, 1.0, size)).to(device=device, dtype=dtype)
     grid = torch.stack(torch.meshgrid(xs, xs, indexing="xy"), dim=-1)
     return grid.unsqueeze(0).expand(batch, -1, -1, -1)
 
@@ -96,7 +99,9 @@ class ToFlow(nn.Module):
 
 class Direction(nn.Module):
     """Linear Motion Decomposition (LIA Sec. 3.2): ``weight [style_dim, motion_dim]``; its QR factor ``Q`` holds
-    the orthonormal directions ``d_i`` (columns). ``forward(alpha [B, M]) = sum_i alpha_i d_i = alpha Q^T``."""
+    the orthonormal directions ``d_i`` (columns). ``forward(alpha [B, M]) = sum_i alpha_i d_i``, summed as the
+    official code does (``sum(diag(alpha) Q^T, dim=1)``: the same value as ``alpha Q^T`` up to float rounding,
+    bit-identical to the release)."""
 
     def __init__(self, style_dim: int, motion_dim: int) -> None:
         super().__init__()
@@ -110,7 +115,9 @@ class Direction(nn.Module):
 
     def forward(self, alpha: Tensor | None) -> Tensor:
         q = self.basis()
-        return q if alpha is None else alpha @ q.T.to(alpha.dtype)
+        if alpha is None:
+            return q
+        return torch.sum(torch.diag_embed(alpha) @ q.T.to(alpha.dtype), dim=1)
 
 
 # --------------------------------------------------------------------------------------------- networks
@@ -263,15 +270,18 @@ class LIAGenerator(nn.Module):
 
     def synthesize(self, w_a: Tensor, feats: Sequence[Tensor], alpha: Tensor | None = None,
                    alpha_start: Tensor | None = None, alpha_source: Tensor | None = None) -> Tensor:
-        """Render ``z = w_a + D alpha`` (absolute) or ``w_a + D alpha - D alpha_start + D alpha_source``
-        (relative, when both extra magnitudes are given); ``alpha=None`` renders ``w_a`` itself."""
+        """Render ``z = w_a + D alpha`` (absolute) or ``w_a + (D alpha - D alpha_start) + D alpha_source``
+        (relative, when both extra magnitudes are given, in the official code's order of operations);
+        ``alpha=None`` renders ``w_a`` itself."""
         latent = w_a
         if alpha is not None:
-            latent = latent + self.directions(alpha)
             if alpha_start is not None and alpha_source is not None:
-                latent = latent - self.directions(alpha_start) + self.directions(alpha_source)
+                motion = self.directions(alpha) - self.directions(alpha_start)
+                latent = latent + motion + self.directions(alpha_source)
             elif (alpha_start is None) != (alpha_source is None):
                 raise ValueError("relative motion needs both alpha_start and alpha_source")
+            else:
+                latent = latent + self.directions(alpha)
         return self.dec(latent, feats)
 
     def forward(self, source: Tensor, driving: Tensor | None, driving_start: Tensor | None = None) -> Tensor:
