@@ -47,6 +47,20 @@ def _untrained_checkpoint(name: str, directory: Path) -> Path:
     return save_checkpoint(create_model(name, preset="tiny"), directory / f"{name}.ckpt")
 
 
+def _editable_checkpoint(name: str, directory: Path) -> Path:
+    """As :func:`_untrained_checkpoint`, but an LPMM's adaptor output layer is made non-zero, as training leaves
+    it: `reenact edit` refuses an adaptor that never trained (every edit would render the same picture)."""
+    from reenact.models import create_model
+    from reenact.registry import save_checkpoint
+
+    torch.manual_seed(0)
+    model = create_model(name, preset="tiny")
+    if name == "lpmm":
+        with torch.no_grad():
+            torch.nn.init.normal_(model.adaptor.mlp[-1].weight, std=0.05)
+    return save_checkpoint(model, directory / f"{name}.ckpt")
+
+
 # ------------------------------------------------------------------------------------------- file modes
 def test_atomic_writes_honour_the_umask(tmp_path: Path) -> None:
     previous = os.umask(0o022)
@@ -173,7 +187,11 @@ def test_edit_works_for_every_model_that_edits(name: str, edit_args: list[str], 
     assert get_entry(name).load_class().supports_editing
     image = sorted((synthetic_root / "test").iterdir())[0]
     out = tmp_path / "edited.png"
-    checkpoint = _untrained_checkpoint(name, tmp_path)
+    if name == "lpmm":  # an adaptor that never trained is refused, not silently ignored
+        untrained = _untrained_checkpoint(name, tmp_path / "untrained")
+        with pytest.raises(SystemExit, match="LP-adaptor was never trained"):
+            main(["edit", "--ckpt", str(untrained), "-s", str(image), *edit_args, "-o", str(out)])
+    checkpoint = _editable_checkpoint(name, tmp_path)
     assert main(["edit", "--ckpt", str(checkpoint), "-s", str(image), *edit_args, "-o", str(out)]) == 0
     assert out.is_file() and json.loads(out.with_suffix(".png.json").read_text())["model"] == name
 
@@ -235,7 +253,7 @@ def test_predict_rejects_bad_inputs_before_any_work(synthetic_root: Path, tmp_pa
 
 def test_lpmm_edit_parameter_out_of_range_is_one_clear_line(synthetic_root: Path, tmp_path: Path) -> None:
     image = str(sorted((synthetic_root / "test").iterdir())[0])
-    checkpoint = _untrained_checkpoint("lpmm", tmp_path)
+    checkpoint = _editable_checkpoint("lpmm", tmp_path)
     with pytest.raises(SystemExit, match=r"--param 999: this LPMM has parameters 0\.\.39"):
         main(["edit", "--ckpt", str(checkpoint), "-s", image, "--param", "999=1", "-o", str(tmp_path / "e.png")])
     with pytest.raises(SystemExit, match="no LPMM preset 'nope'"):
