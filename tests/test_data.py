@@ -618,3 +618,24 @@ def test_augment_modes_flip_only_leaves_colours_exact() -> None:
         torch.testing.assert_close(torch.cat([sample["source"], sample["driving"]]), expected, rtol=0, atol=0)
         flips += params.flip
     assert 0 < flips < 8
+
+
+def test_identity_balance_samples_every_identity_equally(tiny_video_root: Path) -> None:
+    """``balance="identity"``: each identity equally often whatever its clip count (FSRT's sampling option);
+    ``"video"`` (FOMM) follows the clip counts."""
+    from collections import Counter
+
+    from reenact.data.datasets import TrainingDataset
+    from reenact.data.discovery import discover
+
+    records = discover(tiny_video_root, "train")
+    clips = Counter(record.identity for record in records)
+    assert len(set(clips.values())) > 1, "the fixture should have identities with different clip counts"
+    counts = {}
+    for balance in ("video", "identity"):
+        dataset = TrainingDataset(records, image_size=16, augment=False, repeats=6, balance=balance)
+        counts[balance] = Counter(str(dataset.identities[int(dataset[i]["identity"])]) for i in range(len(dataset)))
+    assert counts["video"] == Counter({identity: 6 * count for identity, count in clips.items()})
+    assert len(set(counts["identity"].values())) == 1  # equal
+    with pytest.raises(ValueError, match="balance must be"):
+        TrainingDataset(records, balance="clip")

@@ -77,6 +77,8 @@ class ReenactDataModule(L.LightningDataModule):
         augment: training augmentation: ``True`` (or ``"full"``) FOMM's random horizontal flip and colour jitter,
             ``"flip"`` the flip only (for models that jitter their inputs themselves, e.g. FSRT's A1-A3, so
             each version gets one jitter as in the release), ``False`` (or ``"none"``) nothing.
+        balance: training samples per ``"video"`` (FOMM) or per ``"identity"`` (each identity equally often,
+            a random one of its videos each time; FSRT's option for datasets with uneven clips per identity).
         seed: seed of training order, frame choice, augmentation and the cross-identity pairs.
         max_frames_per_video: evaluate at most this many frames of each video (``None``: all).
         val_max_videos: validation uses at most this many videos, spread over the split.
@@ -109,6 +111,7 @@ class ReenactDataModule(L.LightningDataModule):
         num_workers: int = 0,
         repeats: int = 1,
         augment: bool | str = True,
+        balance: str = "video",
         seed: int = 0,
         max_frames_per_video: int | None = None,
         val_max_videos: int = 4,
@@ -141,6 +144,9 @@ class ReenactDataModule(L.LightningDataModule):
         self.repeats = repeats
         self.augment = augment
         self._augment_config = augment_config(augment)  # a misspelt mode fails here, at CLI parsing
+        if balance not in ("video", "identity"):
+            raise ValueError(f"balance must be 'video' or 'identity', got {balance!r}")
+        self.balance = balance
         self.seed = seed
         self.max_frames_per_video = max_frames_per_video
         self.val_max_videos = val_max_videos
@@ -229,6 +235,7 @@ class ReenactDataModule(L.LightningDataModule):
             self.train_dataset = TrainingDataset(
                 self.records["train"], spec.mode, spec.num_source, spec.num_driving, self.image_size,
                 self._augment_config, self.repeats, self.seed, annotation_keys=self.annotation_keys["train"],
+                balance=self.balance,
             )
         if stage in ("fit", "validate", None):
             split = self.val_split
@@ -392,7 +399,7 @@ class ReenactDataModule(L.LightningDataModule):
             "val_split": self.val_split if root.is_dir() else None,
             "sampling": None if spec is None else {"mode": spec.mode, "num_source": spec.num_source,
                                                    "num_driving": spec.num_driving},
-            "augment": self.augment,
+            "augment": self.augment, "balance": self.balance,
             "repeats": self.repeats,
             "seed": self.seed,
             "max_frames_per_video": self.max_frames_per_video,

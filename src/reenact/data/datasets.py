@@ -290,6 +290,9 @@ class TrainingDataset(Dataset):
         repeats: every video appears this many times per epoch (FOMM's ``num_repeats``).
         seed: base seed; the sample at ``(epoch, index)`` is a pure function of ``(seed, epoch, index)``.
         annotation_keys: per-frame annotations to load; ``None`` picks those every record provides.
+        balance: ``"video"`` (FOMM): every video equally often; ``"identity"``: every identity equally often,
+            a random one of its videos each time (FSRT's option for VoxCeleb, whose identities have very
+            different numbers of clips). The epoch has ``len(records) * repeats`` samples either way.
 
     Raises ``ValueError`` naming the videos too short for the mode, and when ``records`` is empty.
     """
@@ -305,6 +308,7 @@ class TrainingDataset(Dataset):
         repeats: int = 1,
         seed: int = 0,
         annotation_keys: Sequence[str] | None = None,
+        balance: str = "video",
     ) -> None:
         self.spec = SamplingSpec(mode, num_source, num_driving)
         self.records = list(records)
@@ -334,6 +338,11 @@ class TrainingDataset(Dataset):
                              f"{SAMPLE_ANNOTATION_KEYS}")
         self.identities = identities(self.records)
         self._identity_index = {identity: i for i, identity in enumerate(self.identities)}
+        if balance not in ("video", "identity"):
+            raise ValueError(f"balance must be 'video' or 'identity', got {balance!r}")
+        self.balance = balance
+        self._videos_of = {identity: [r for r in self.records if r.identity == identity]
+                           for identity in self.identities}
 
     @property
     def mode(self) -> str:
@@ -372,8 +381,12 @@ class TrainingDataset(Dataset):
             epoch, index = self.epoch, int(index)
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} samples")
-        record = self.records[index % len(self.records)]
         rng = sample_rng(self.seed, epoch, index)
+        if self.balance == "identity":
+            videos = self._videos_of[self.identities[index % len(self.identities)]]
+            record = videos[int(rng.integers(len(videos)))]
+        else:
+            record = self.records[index % len(self.records)]
         source_index, driving_index = self.choose_frames(record.num_frames, rng)
         count = len(source_index)
         clip = load_clip(record, np.concatenate([source_index, driving_index]).tolist(), self.image_size,
