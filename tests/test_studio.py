@@ -218,9 +218,12 @@ def test_page_slider_renders_as_reenact_edit(browser, lpmm_checkpoint: Path, por
     from reenact.studio.app import build_app, launch
 
     session = StudioSession.from_checkpoint(str(lpmm_checkpoint), presets_path=str(tmp_path / "presets.json"))
-    app = build_app(session, output_dir=tmp_path / "videos")
+    examples = tmp_path / "examples"
+    examples.mkdir()
+    shutil.copy(portrait, examples / "portrait.png")
+    app = build_app(session, examples=examples, output_dir=tmp_path / "videos")
     port = _free_port()
-    launch(app, "127.0.0.1", port, block=False)
+    launch(app, "127.0.0.1", port, allowed_paths=[str(examples)], block=False)
     try:
         wait = WebDriverWait(browser, 60)
         browser.get(f"http://127.0.0.1:{port}")
@@ -247,6 +250,13 @@ def test_page_slider_renders_as_reenact_edit(browser, lpmm_checkpoint: Path, por
         np.testing.assert_array_equal(shown, expected)
         assert (shown != before).any(), "moving the slider did not change the picture"
         assert seconds < 30, f"the slider took {seconds:.1f} s to render"
+
+        # Picking the portrait from the examples loads it afresh: the sliders reset, the unedited picture returns.
+        example = browser.find_elements(By.CSS_SELECTOR, "button.gallery-item, .gallery button")[0]
+        browser.execute_script("arguments[0].click();", example)
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#result img").get_attribute("src") != rendered)
+        with urllib.request.urlopen(browser.find_element(By.CSS_SELECTOR, "#result img").get_attribute("src")) as r:
+            np.testing.assert_array_equal(np.asarray(Image.open(BytesIO(r.read())).convert("RGB")), before)
 
         # An error is a message in the page, and the server keeps serving.
         _click_visible(browser, "//button[contains(., 'Reenact a video')]")

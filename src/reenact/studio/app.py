@@ -105,15 +105,14 @@ def build_app(session: StudioSession, examples: str | Path | None = None, output
                                   format="png")
         with gr.Tabs():
             if session.kind == "lpmm":
-                sliders, base = _lpmm_tab(session, source, crop, result)
+                _lpmm_tab(session, source, crop, result)
             elif session.kind == "pechead":
-                sliders, base = _pechead_tab(session, source, crop, result)
+                _pechead_tab(session, source, crop, result)
             else:
-                sliders, base = [], None
-                source.upload(_page_errors(lambda image, cropped: session.set_source(image, cropped)),
-                              [source, crop], [result])
+                # `change` covers an upload, a paste, a picked example and clearing the picture.
+                source.change(_page_errors(lambda image, cropped: None if image is None
+                                           else session.set_source(image, cropped)), [source, crop], [result])
             _video_tab(session, output_dir)
-        del sliders, base
     return app
 
 
@@ -181,8 +180,7 @@ def _lpmm_tab(session: StudioSession, source: Any, crop: Any, result: Any) -> tu
                 gr.Dropdown(choices=session.lpmm_preset_names(), value=name.strip())]
 
     every = [*angles, *sliders]
-    source.upload(load_source, [source, crop], [result, base, *every])
-    source.clear(load_source, [source, crop], [result, base, *every])
+    source.change(load_source, [source, crop], [result, base, *every])  # upload, paste, example, clear
     crop.change(load_source, [source, crop], [result, base, *every])
     for slider in every:
         slider.release(render, [base, *every], [result])
@@ -241,13 +239,11 @@ def _pechead_tab(session: StudioSession, source: Any, crop: Any, result: Any) ->
     def render(is_relative: bool, *values: float) -> Any:
         return render_now(is_relative, list(values))
 
-    source.upload(load_source, [source, crop, relative], [result, *sliders])
-    source.clear(load_source, [source, crop, relative], [result, *sliders])
+    source.change(load_source, [source, crop, relative], [result, *sliders])  # upload, paste, example, clear
     crop.change(load_source, [source, crop, relative], [result, *sliders])
     relative.change(load_source, [source, crop, relative], [result, *sliders])
     reset.click(load_source, [source, crop, relative], [result, *sliders])
-    expression_image.upload(load_expression, [expression_image, crop, relative], [result, *sliders])
-    expression_image.clear(load_expression, [expression_image, crop, relative], [result, *sliders])
+    expression_image.change(load_expression, [expression_image, crop, relative], [result, *sliders])
     for slider in sliders:
         slider.release(render, [relative, *sliders], [result])
     return sliders, relative
