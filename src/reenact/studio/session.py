@@ -75,6 +75,7 @@ class StudioSession:
         self.crop_increase = crop_increase
         self.size = int(model.image_size)
         self.source: torch.Tensor | None = None  # [1, 3, size, size]
+        self._source_params: torch.Tensor | None = None
         self.expression_image: torch.Tensor | None = None  # PECHead: [1, 3, size, size]
 
     @classmethod
@@ -132,6 +133,7 @@ class StudioSession:
     def set_source(self, image: np.ndarray | None, crop: bool = False) -> np.ndarray:
         """Use ``image`` as the portrait to edit and reenact; returns it as the model sees it (``[size, size, 3]``)."""
         self.source = self.prepare_image(image, crop)
+        self._source_params = None  # LPMM's F(source), computed once per source (every slider render needs it)
         return to_uint8(self.source[0])
 
     # -------------------------------------------------------------------------------------------- LPMM
@@ -144,9 +146,16 @@ class StudioSession:
     @torch.no_grad()
     def lpmm_source_values(self) -> list[float]:
         """The source's own parameters ``F(source) / sigma`` (the sliders' "reset to source")."""
-        self._require("lpmm")
-        params = self.model.params_from_image(self.source)[0]
+        params = self._lpmm_params()[0]
         return (params / self.model.pca.std.clamp_min(1e-12)).tolist()
+
+    @torch.no_grad()
+    def _lpmm_params(self) -> torch.Tensor:
+        """``F(source) [1, k]``, cached until the source changes."""
+        self._require("lpmm")
+        if self._source_params is None:
+            self._source_params = self.model.params_from_image(self.source)
+        return self._source_params
 
     def lpmm_base_values(self) -> list[float]:
         """The base pose ``p = 0`` (Fig. 8): every slider at zero."""
@@ -174,7 +183,7 @@ class StudioSession:
         self._require("lpmm")
         if not self.lpmm_has_pose:
             return []
-        params = (self.model.params_from_image(self.source) if base == "image"
+        params = (self._lpmm_params() if base == "image"
                   else torch.zeros(1, self.model.pca.num_components, device=self._device()))
         return self.model.pose_map.pose(params)[0].tolist()
 
