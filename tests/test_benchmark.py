@@ -141,6 +141,32 @@ def test_plan_rejects_unknown_model() -> None:
         plan(["fomm"], "tiny", Budget(), {})
 
 
+def test_plan_variants_share_the_prerequisite_and_pass_the_variant() -> None:
+    stages = plan(["pechead:kp", "pechead:full", "copy-source"], "tiny", Budget(steps=40), {})
+    assert _keys(stages) == ["pechead.reconstructor", "pechead:kp", "pechead:kp.test", "pechead:full",
+                             "pechead:full.test", "copy-source.test"]
+    by_key = {s.key: s for s in stages}
+    for variant in ("kp", "full"):
+        fit, test = by_key[f"pechead:{variant}"], by_key[f"pechead:{variant}.test"]
+        assert fit.model == test.model == "pechead" and fit.owner == test.owner == f"pechead:{variant}"
+        # The test stage rebuilds the same variant before loading the checkpoint into it.
+        for stage in (fit, test):
+            assert stage.args[stage.args.index("--model.variant") + 1] == variant
+        assert fit.checkpoint_args == {"--model.reconstructor_ckpt": "pechead.reconstructor"}
+        assert test.checkpoint_args == {"--ckpt_path": f"pechead:{variant}"}
+    assert "--model.variant" not in by_key["pechead.reconstructor"].args
+
+
+@pytest.mark.parametrize(("models", "message"), [
+    (["pechead:nope"], "unknown variant 'nope' of 'pechead'; expected one of kp, lmk"),
+    (["fsrt:kp"], "model 'fsrt' has no variants"),
+    (["pechead:kp", "pechead:kp"], "listed twice"),
+])
+def test_plan_rejects_bad_variants(models: list[str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        plan(models, "tiny", Budget(), {})
+
+
 # ------------------------------------------------------------------------------------------------ report
 def _metric(name: str, value: float | None, higher: bool = False, reason: str | None = None) -> dict[str, Any]:
     return {"name": name, "value": value, "higher_is_better": higher, "backend": f"{name}-backend",

@@ -265,7 +265,7 @@ def test_losses_fall_in_a_few_steps() -> None:
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_every_variant_trains_a_step(variant: str) -> None:
-    module = _module(variant=variant, deformable_alignment=variant != "kp")
+    module = _module(variant=variant)
     module.train()
     losses = module.generator_losses(_batch(2, 2))
     (losses["g_total"] + losses["d_total"]).backward()
@@ -273,6 +273,12 @@ def test_every_variant_trains_a_step(variant: str) -> None:
     missing = [n for n, p in module.named_parameters() if p.requires_grad and p.grad is None]
     assert not missing, missing
     assert (module.generator.cap is not None) == (variant == "full")
+    # Table 4: motion-aware (deformable) alignment belongs to MMFA and Full only; FeatCat concatenates warped
+    # features at one level.
+    deformable = [m for m in module.generator.mmfa.modules() if isinstance(m, DeformableAlignment)]
+    assert bool(deformable) == (variant in ("mmfa", "full")), (variant, len(deformable))
+    if variant == "featcat":
+        assert module.generator.mmfa.down is None
 
 
 def test_animate_absolute_relative_and_edit_matches_reconstruction() -> None:

@@ -18,7 +18,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from reenact.argparsing import ArgumentParser
-from reenact.comparison.plan import Stage
+from reenact.comparison.plan import Stage, split_variant
 
 console = Console()
 
@@ -48,6 +48,8 @@ examples:
   reenact benchmark --models fsrt,lia --data /data/vox --preset paper --budget 120min --devices 4 --strategy ddp \\
       --out bench/vox
   reenact benchmark --models pechead,copy-source --ckpt pechead=pechead.ckpt --out bench/released
+  reenact benchmark --models pechead:kp,pechead:lmk,pechead:direct,pechead:featcat,pechead:mmfa,pechead:full,\
+copy-source --out bench/pechead_table4
 
 Any --trainer.X VALUE or --data.X VALUE is passed to every stage (e.g. --data.num_workers 4).
 Re-running the same command resumes: finished stages are skipped, an interrupted training resumes from its
@@ -63,7 +65,9 @@ def parser() -> argparse.ArgumentParser:
         prog="reenact benchmark", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
         description="Train every model with one shared Trainer configuration, data and seed, evaluate all of them "
                     "with the same protocols and metrics, and write report.md, report.json and PNG pictures.")
-    p.add_argument("--models", default=None, help=f"comma-separated registry names (default: {DEFAULT_MODELS})")
+    p.add_argument("--models", default=None,
+                   help=f"comma-separated registry names, or NAME:VARIANT for one of a model's ablation settings "
+                        f"(e.g. pechead:kp,pechead:full: PECHead Table 4; default: {DEFAULT_MODELS})")
     p.add_argument("--data", default=None, help="'synthetic' (the embedded dataset, default) or a FOMM-layout root")
     p.add_argument("--preset", default=None, help="preset of every model: tiny (default) or paper")
     p.add_argument("--budget", default=None,
@@ -147,7 +151,7 @@ def _image_sizes(models: list[str], preset: str) -> dict[str, int]:
     sizes = {}
     for name in models:
         try:
-            sizes[name] = int((preset_config(name, preset).get("model") or {}).get("image_size", 64))
+            sizes[name] = int((preset_config(split_variant(name)[0], preset).get("model") or {}).get("image_size", 64))
         except FileNotFoundError as error:
             raise SystemExit(f"reenact benchmark: {error}") from None
     if len(set(sizes.values())) > 1:
@@ -185,7 +189,7 @@ def _settings(options: argparse.Namespace, checkpoints: dict[str, str], budget: 
     from reenact.comparison.report import training_losses
     from reenact.registry import preset_config
 
-    losses = {name: training_losses(dict(preset_config(name, options.preset).get("model") or {}))
+    losses = {name: training_losses(dict(preset_config(split_variant(name)[0], options.preset).get("model") or {}))
               for name in options.models}
     return {"models": options.models, "preset": options.preset, "data": options.data, "data_root": data_root,
             "training_losses": {name: text for name, text in losses.items() if text},
@@ -254,7 +258,8 @@ def _samples(settings: dict[str, Any], records: dict[str, dict[str, Any]], size:
     outputs: dict[str, list[torch.Tensor]] = {}
     for name in models:
         checkpoint = record_checkpoint(records[name])
-        model = load_from_checkpoint(checkpoint) if checkpoint else create_model(name, settings["preset"])
+        model = (load_from_checkpoint(checkpoint) if checkpoint
+                 else create_model(split_variant(name)[0], settings["preset"]))
         model.eval()
         with torch.no_grad():
             outputs[name] = [model.generate_video(clip["source"][:1], clip["driving"][:1], relative=False)
@@ -361,8 +366,8 @@ def run_benchmark(args: list[str]) -> int:
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     records: dict[str, dict[str, Any]] = {}
     for name in options.models:
-        records[name] = {"trainable": get_entry(name).load_class().trainable, "stages": [], "train_seconds": 0.0,
-                         "test_seconds": 0.0, "results": None, "error": None}
+        records[name] = {"trainable": get_entry(split_variant(name)[0]).load_class().trainable, "stages": [],
+                         "train_seconds": 0.0, "test_seconds": 0.0, "results": None, "error": None}
     failed: dict[str, str] = {}
     columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[note]}"),
                TimeElapsedColumn()]

@@ -12,6 +12,11 @@ Models with a prerequisite stage get it first, inside their own budget:
   ``--model.backbone_ckpt``. The backbone is trained inside LPMM's budget even when ``lia`` is benchmarked too,
   so that every model gets the same budget; ``--ckpt lia=PATH`` gives a trained backbone instead.
 
+A model may be listed as ``NAME:VARIANT`` (``pechead:kp``): that model trained and tested with
+``--model.variant VARIANT`` (the values of its class's ``variants``, e.g. PECHead's Table 4 settings) and
+reported under ``NAME:VARIANT``. Variants of one model share its prerequisite stages (PECHead's ``R`` is the
+same for every Table 4 setting, so it is trained once).
+
 Budget (``--budget``): always steps, so that a benchmark reproduces on any machine. ``STEPS`` (``300`` or
 ``300steps``) replaces the preset's ``trainer.max_steps`` of the model's main stage and scales its prerequisite
 stages and its step-counted schedules (:data:`STEP_HPARAMS`) by the same factor; ``4x`` gives every model four
@@ -110,6 +115,30 @@ class Stage:
                 "args": self.args, "checkpoint_args": self.checkpoint_args, "max_steps": self.max_steps}
 
 
+def split_variant(name: str) -> tuple[str, str | None]:
+    """``"pechead:kp"`` -> ``("pechead", "kp")``; ``"fsrt"`` -> ``("fsrt", None)``."""
+    model, _, variant = name.partition(":")
+    return model, (variant or None) if ":" in name else None
+
+
+def check_model_names(models: list[str]) -> None:
+    """Raise ``ValueError`` naming the entry for an unknown model, an unknown variant or a repeated entry."""
+    known = list_models()
+    for name in models:
+        model, variant = split_variant(name)
+        if model not in known:
+            raise ValueError(f"unknown model {model!r}; registered: {', '.join(known)}")
+        if ":" in name:
+            variants = get_entry(model).load_class().variants
+            if not variants:
+                raise ValueError(f"{name!r}: model {model!r} has no variants")
+            if variant not in variants:
+                raise ValueError(f"{name!r}: unknown variant {variant!r} of {model!r}; "
+                                 f"expected one of {', '.join(variants)}")
+    if len(set(models)) != len(models):
+        raise ValueError(f"a model is listed twice: {', '.join(models)}")
+
+
 def _preset_steps(name: str, preset: str) -> int:
     steps = (preset_config(name, preset).get("trainer") or {}).get("max_steps")
     if not steps or steps < 0:
@@ -145,14 +174,15 @@ def plan_model(name: str, preset: str, budget: Budget, checkpoints: dict[str, st
     preset's ``max_steps``. A time budget without ``steps`` plans the preset's lengths (the calibration's warm-up
     runs a few steps of each of these stages).
     """
-    entry = get_entry(name)
-    model_class = entry.load_class()
+    base, variant = split_variant(name)
+    model_class = get_entry(base).load_class()
+    variant_args = ["--model.variant", variant] if variant else []
     test_args: list[str] = []
     stages: list[Stage] = []
     if name in checkpoints:
         test_args = ["--ckpt_path", checkpoints[name]]
     elif model_class.trainable:
-        preset_steps = _preset_steps(name, preset)
+        preset_steps = _preset_steps(base, preset)
         if steps is not None:
             main_steps = steps
         elif budget.steps is not None:
@@ -162,13 +192,13 @@ def plan_model(name: str, preset: str, budget: Budget, checkpoints: dict[str, st
         else:
             main_steps = preset_steps
         scale = main_steps / preset_steps
-        if name == "pechead":
+        if base == "pechead":
             reconstructor_steps = max(1, round(preset_steps * PREREQUISITE_STEPS["pechead.reconstructor"]))
             stages.append(_fit("pechead.reconstructor", "pechead", name, reconstructor_steps, scale,
                                ["--model.stage", "reconstructor"]))
-            stages.append(_fit("pechead", "pechead", name, preset_steps, scale,
+            stages.append(_fit(name, "pechead", name, preset_steps, scale, variant_args,
                                checkpoint_args={"--model.reconstructor_ckpt": "pechead.reconstructor"}))
-        elif name == "lpmm":
+        elif base == "lpmm":
             if "lia" not in checkpoints:
                 stages.append(_fit("lpmm.backbone", "lia", name, _preset_steps("lia", preset), scale,
                                    _scaled_hparams("lia", preset, scale)))
@@ -178,9 +208,10 @@ def plan_model(name: str, preset: str, budget: Budget, checkpoints: dict[str, st
                 stages[-1].checkpoint_args = {}
                 stages[-1].args += ["--model.backbone_ckpt", checkpoints["lia"]]
         else:
-            stages.append(_fit(name, name, name, preset_steps, scale, _scaled_hparams(name, preset, scale)))
+            stages.append(_fit(name, base, name, preset_steps, scale,
+                               [*_scaled_hparams(base, preset, scale), *variant_args]))
         test_args = []
-    stages.append(Stage(key=f"{name}.test", model=name, command="test", owner=name, args=test_args,
+    stages.append(Stage(key=f"{name}.test", model=base, command="test", owner=name, args=[*test_args, *variant_args],
                         checkpoint_args={} if test_args or not model_class.trainable else {"--ckpt_path": name}))
     return stages
 
@@ -189,11 +220,12 @@ def plan(models: list[str], preset: str, budget: Budget, checkpoints: dict[str, 
          steps: dict[str, int] | None = None) -> list[Stage]:
     """All stages in run order, model after model (each stage belongs to the model in ``Stage.owner``);
     ``steps`` gives models their own main-stage steps (a time budget's calibration)."""
-    known = list_models()
-    for name in [*models, *checkpoints]:
-        if name not in known:
-            raise ValueError(f"unknown model {name!r}; registered: {', '.join(known)}")
-    if len(set(models)) != len(models):
-        raise ValueError(f"a model is listed twice: {', '.join(models)}")
-    return [stage for name in models for stage in plan_model(name, preset, budget, checkpoints,
-                                                             (steps or {}).get(name))]
+    check_model_names(models)
+    check_model_names(list(checkpoints))
+    stages: list[Stage] = []
+    for name in models:
+        for stage in plan_model(name, preset, budget, checkpoints, (steps or {}).get(name)):
+            # Variants of one model share its prerequisite stage (the first variant owns it).
+            if not any(stage.key == planned.key for planned in stages):
+                stages.append(stage)
+    return stages

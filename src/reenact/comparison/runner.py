@@ -63,7 +63,7 @@ class StageRunner:
         self.test_args = test_args
 
     def directory(self, stage: Stage) -> Path:
-        return self.out / "stages" / stage.key
+        return self.out / "stages" / stage.key.replace(":", "-")  # "pechead:kp": no colon in a path
 
     def done(self, stage: Stage) -> dict[str, Any] | None:
         """The finished stage's record, or None; :class:`StageChanged` if it finished with another definition."""

@@ -64,6 +64,9 @@ class ReenactmentModule(L.LightningModule):
     registry_name: ClassVar[str] = ""
     #: How the shared DataModule samples training examples for this model.
     train_sampling: ClassVar[SamplingSpec] = SamplingSpec(mode="pair", num_source=1, num_driving=1)
+    #: The values of the model's ``variant`` argument (a paper's ablation settings, e.g. PECHead's Table 4);
+    #: ``reenact benchmark --models NAME:VARIANT`` trains and compares them. Empty: no variants.
+    variants: ClassVar[tuple[str, ...]] = ()
     #: False for reference models with nothing to learn; ``reenact fit`` refuses them.
     trainable: ClassVar[bool] = True
     #: True when ``animate`` carries state from frame to frame and must see whole videos.

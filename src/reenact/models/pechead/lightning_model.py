@@ -33,7 +33,7 @@ Samples are ``sequence`` clips (T = 5 source and T = 5 driving frames of one vid
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -54,10 +54,23 @@ from reenact.nn.discriminators import MultiScaleDiscriminator
 from reenact.nn.losses import equivariance_loss, hinge_d_loss, hinge_g_loss
 from reenact.nn.tps import RandomTPS
 
-#: Table 4 settings -> (MMFA mode, CAP on).
-VARIANTS: dict[str, tuple[str, bool]] = {
-    "kp": ("kp", False), "lmk": ("lmk", False), "direct": ("direct", False), "featcat": ("featcat", False),
-    "mmfa": ("mmfa", False), "full": ("mmfa", True),
+
+class Variant(NamedTuple):
+    """One Table 4 setting: the MMFA ``mode``, whether its levels use Eq. 3's motion-aware (deformable) alignment,
+    and whether CAP runs."""
+
+    motion_mode: str
+    deformable: bool
+    cap: bool
+
+
+#: Table 4 settings (Sec. 4.5). (1)-(3) compare which points drive one plain occlusion-aware warp; (4) FeatCat
+#: warps with both estimators and concatenates the two feature maps at a single level, with no motion-aware
+#: alignment; (5) MMFA adds Eq. 3's deformable alignment on two levels; (6) Full adds CAP.
+VARIANTS: dict[str, Variant] = {
+    "kp": Variant("kp", False, False), "lmk": Variant("lmk", False, False),
+    "direct": Variant("direct", False, False), "featcat": Variant("featcat", False, False),
+    "mmfa": Variant("mmfa", True, False), "full": Variant("mmfa", True, True),
 }
 Coefficients = dict[str, torch.Tensor]
 
@@ -71,7 +84,8 @@ class PECHead(ReenactmentModule):
         reconstructor_backbone: timm name of ``R``'s CNN (paper ``resnet50``), built with ``pretrained=False``.
         reconstructor_ckpt: checkpoint whose ``reconstructor.*`` weights initialise ``R`` (generator stage).
         variant: Table 4 setting: ``kp``, ``lmk``, ``direct``, ``featcat``, ``mmfa`` (no CAP) or ``full``.
-        deformable_alignment: Eq. 3 on (paper) or off (warp only) in every MMFA level.
+        deformable_alignment: Eq. 3 on or off (warp only) in every MMFA level; ``None`` (default): the variant's
+            own setting (:data:`VARIANTS`: on for ``mmfa`` and ``full``, off for the four single-level settings).
         frame_flow: CAP's frame flow: ``auto`` (RAFT-large if its weights resolve, else OpenCV DIS), ``raft``,
             ``dis``, ``farneback``.
         num_keypoints, block_expansion, max_features, num_bottleneck_blocks, kp_*, motion_*, dcn_*, cap_*:
@@ -97,6 +111,7 @@ class PECHead(ReenactmentModule):
     """
 
     registry_name: ClassVar[str] = "pechead"
+    variants: ClassVar[tuple[str, ...]] = tuple(VARIANTS)
     #: Paper default (T = 5 + 5); ``clip_frames`` sets the instance's.
     train_sampling = SamplingSpec(mode="sequence", num_source=5, num_driving=5)
     stateful_animation: ClassVar[bool] = True
@@ -105,7 +120,7 @@ class PECHead(ReenactmentModule):
 
     def __init__(self, image_size: int = 64, stage: Literal["generator", "reconstructor"] = "generator",
                  reconstructor_backbone: str = "resnet10t", reconstructor_ckpt: str | None = None,
-                 variant: str = "full", deformable_alignment: bool = True, frame_flow: FlowMethod = "auto",
+                 variant: str = "full", deformable_alignment: bool | None = None, frame_flow: FlowMethod = "auto",
                  num_keypoints: int = 10, block_expansion: int = 16, max_features: int = 128,
                  num_bottleneck_blocks: int = 2, kp_block_expansion: int = 16, kp_max_features: int = 128,
                  kp_num_blocks: int = 4, kp_scale_factor: float = 0.5, motion_block_expansion: int = 16,
@@ -132,7 +147,8 @@ class PECHead(ReenactmentModule):
         if clip_frames < 1:
             raise ValueError(f"clip_frames must be >= 1, got {clip_frames}")
         self.train_sampling = SamplingSpec(mode="sequence", num_source=clip_frames, num_driving=clip_frames)
-        motion_mode, use_cap = VARIANTS[variant]
+        motion_mode, variant_deformable, use_cap = VARIANTS[variant]
+        deformable = variant_deformable if deformable_alignment is None else deformable_alignment
         self.reconstructor = FaceShapeReconstructor(reconstructor_backbone)
         if reconstructor_ckpt:
             self.load_reconstructor(reconstructor_ckpt)
@@ -142,7 +158,7 @@ class PECHead(ReenactmentModule):
             kp_block_expansion=kp_block_expansion, kp_max_features=kp_max_features, kp_num_blocks=kp_num_blocks,
             kp_scale_factor=kp_scale_factor, motion_block_expansion=motion_block_expansion,
             motion_max_features=motion_max_features, motion_num_blocks=motion_num_blocks, dcn_hidden=dcn_hidden,
-            dcn_groups=dcn_groups, motion_mode=motion_mode, deformable=deformable_alignment,  # type: ignore[arg-type]
+            dcn_groups=dcn_groups, motion_mode=motion_mode, deformable=deformable,  # type: ignore[arg-type]
             use_cap=use_cap, cap_adaptation_blocks=cap_adaptation_blocks,
             cap_refinement_blocks=cap_refinement_blocks, output_skip=output_skip,
         )
