@@ -63,7 +63,10 @@ class StageRunner:
         self.test_args = test_args
 
     def directory(self, stage: Stage) -> Path:
-        return self.out / "stages" / stage.key.replace(":", "-")  # "pechead:kp": no colon in a path
+        return self._key_directory(stage.key)
+
+    def _key_directory(self, key: str) -> Path:
+        return self.out / "stages" / key.replace(":", "-")  # "pechead:kp": no colon in a path
 
     def done(self, stage: Stage) -> dict[str, Any] | None:
         """The finished stage's record, or None; :class:`StageChanged` if it finished with another definition."""
@@ -77,7 +80,7 @@ class StageRunner:
         return record
 
     def checkpoint(self, key: str) -> str:
-        path = self.out / "stages" / key / "done.json"
+        path = self._key_directory(key) / "done.json"
         if not path.is_file():
             raise RuntimeError(f"stage {key!r} has not finished: no {path}")
         checkpoint = json.loads(path.read_text()).get("checkpoint")
