@@ -39,7 +39,8 @@ from reenact.data import (
     make_cross_identity_pairs,
     save_pairs,
 )
-from reenact.data.datasets import EpochDistributedSampler, scale_landmarks
+from reenact.data.datasets import scale_landmarks
+from reenact.data.samplers import EpochDistributedSampler
 from reenact.data.video import read_video, write_frame_folder, write_video
 
 SIZE = 48  # stored frame size

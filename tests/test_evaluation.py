@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 import reenact.models
-from reenact.data.datasets import EvenDistributedSampler, PaddingFlagDataset
+from reenact.data.samplers import EvenDistributedSampler, PaddingFlagDataset
 from reenact.evaluation import results_markdown, write_results
 
 

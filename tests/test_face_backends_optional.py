@@ -19,7 +19,7 @@ from reenact.face.landmarks import MEDIAPIPE_TASK_ENV, MediapipeLandmarks
 from reenact.face.model3d import rotation_matrix
 from reenact.face.pose import get_pose_backend, pose_from_transformation_matrix
 from reenact.face.pyfeat_backend import PYFEAT_AU_NAMES, PYFEAT_MODELS_ENV, PyFeatAUBackend, required_files
-from reenact.metrics.face import ARD, AUH
+from reenact.metrics.face_pose import ARD, AUH
 
 FLIP_Y = np.diag([1.0, -1.0, 1.0])
 FEAT_RELEASE = "https://github.com/cosanlab/py-feat/releases/download/v0.1/"

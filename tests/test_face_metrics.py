@@ -33,8 +33,6 @@ from reenact.metrics import CROSS_IDENTITY, SAME_IDENTITY, build_metrics
 from reenact.metrics.face import (
     AED,
     AKD,
-    ARE,
-    AUH,
     NME,
     AKDEuclidean,
     akd_euclidean_per_frame,
@@ -43,6 +41,7 @@ from reenact.metrics.face import (
     hamming_per_frame,
     nme_per_frame,
 )
+from reenact.metrics.face_pose import ARE, AUH
 
 pytest.importorskip("dlib")
 

@@ -30,9 +30,9 @@ _EXPORTS: dict[str, str] = {
     "PairDataset": "datasets",
     "SequenceDataset": "datasets",
     "MultiSourceDataset": "datasets",
-    "SeededRandomSampler": "datasets",
-    "EpochDistributedSampler": "datasets",
-    "UnpaddedDistributedSampler": "datasets",
+    "SeededRandomSampler": "samplers",
+    "EpochDistributedSampler": "samplers",
+    "UnpaddedDistributedSampler": "samplers",
     # protocols
     "PROTOCOLS": "protocols",
     "SameIdentityDataset": "protocols",
@@ -89,14 +89,11 @@ if TYPE_CHECKING:
     from reenact.data.checks import DatasetReport, Problem, check_dataset
     from reenact.data.datamodule import ReenactDataModule
     from reenact.data.datasets import (
-        EpochDistributedSampler,
         MultiSourceDataset,
         PairDataset,
         SamplingSpec,
-        SeededRandomSampler,
         SequenceDataset,
         TrainingDataset,
-        UnpaddedDistributedSampler,
     )
     from reenact.data.discovery import (
         DatasetError,
@@ -115,6 +112,7 @@ if TYPE_CHECKING:
         make_cross_identity_pairs,
         save_pairs,
     )
+    from reenact.data.samplers import EpochDistributedSampler, SeededRandomSampler, UnpaddedDistributedSampler
     from reenact.data.video import VideoReadError, read_video, write_frame_folder, write_video
 
 

@@ -24,16 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from reenact.data.augment import augment_config
 from reenact.data.checks import DatasetReport, check_dataset
-from reenact.data.datasets import (
-    EpochDistributedSampler,
-    EvenDistributedSampler,
-    PaddingFlagDataset,
-    SamplingSpec,
-    SeededRandomSampler,
-    TrainingDataset,
-    UnpaddedDistributedSampler,
-    split_annotation_keys,
-)
+from reenact.data.datasets import SamplingSpec, TrainingDataset, split_annotation_keys
 from reenact.data.discovery import DatasetError, VideoRecord, discover, identities, read_meta
 from reenact.data.protocols import (
     PROTOCOLS,
@@ -43,6 +34,13 @@ from reenact.data.protocols import (
     collate_single,
     load_pairs,
     make_cross_identity_pairs,
+)
+from reenact.data.samplers import (
+    EpochDistributedSampler,
+    EvenDistributedSampler,
+    PaddingFlagDataset,
+    SeededRandomSampler,
+    UnpaddedDistributedSampler,
 )
 
 __all__ = ["ReenactDataModule"]

@@ -5,7 +5,8 @@ metrics (FID, FVD) and the face metrics (AKD, AED, CSIM, ARD, AUH) register here
 """
 
 from reenact.metrics import distribution as _distribution  # noqa: F401  (registers FID, FVD)
-from reenact.metrics import face as _face  # noqa: F401  (registers AKD, AED, CSIM, ARD, ARE, AUH, NME)
+from reenact.metrics import face as _face  # noqa: F401  (registers AKD, AED, CSIM, NME)
+from reenact.metrics import face_pose as _face_pose  # noqa: F401  (registers ARD, ARE, AUH)
 from reenact.metrics import lpips as _lpips  # noqa: F401  (registers LPIPS)
 from reenact.metrics import pixel as _pixel  # noqa: F401  (registers the pixel metrics)
 from reenact.metrics.base import (

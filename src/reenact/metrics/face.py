@@ -32,7 +32,7 @@ until its model files are present). The papers used face-alignment (AKD), ArcFac
 py-feat (AUH); numbers from other backends are comparable between models evaluated here, not with the
 papers' tables, which is why every result names its backend.
 
-States are sums and counts reduced with ``sum`` (DDP-safe); :meth:`_FaceMetric.result` reads value, count
+States are sums and counts reduced with ``sum`` (DDP-safe); :meth:`FaceMetric.result` reads value, count
 and details from one synced state. Detections are cached per process by frame content, so metrics of one
 protocol that analyse the same frames detect each face once.
 """
@@ -47,17 +47,10 @@ import cv2
 import numpy as np
 import torch
 
-from reenact.face.action_units import AU_NAMES, action_units_from_shape, get_au_backend
 from reenact.face.identity import IdentityBackend, get_identity_backend
 from reenact.face.landmarks import LandmarkBackend, get_landmark_backend
-from reenact.face.pose import BACKEND as POSE_BACKEND
-from reenact.face.pose import PoseBackend, fit_pose, get_pose_backend
-from reenact.face.pyfeat_backend import PYFEAT_THRESHOLD
 from reenact.metrics.base import (
     CROSS_IDENTITY,
-    EDITING,
-    EXPRESSION_TRANSFER,
-    FRONTALISATION,
     SAME_IDENTITY,
     MetricResult,
     ReenactMetric,
@@ -139,7 +132,7 @@ def detect_landmarks(backend: LandmarkBackend, key: str, frames: np.ndarray) -> 
 # --------------------------------------------------------------------------------------------- metrics
 
 
-class _FaceMetric(ReenactMetric):
+class FaceMetric(ReenactMetric):
     """A per-frame face score averaged over the frames where every needed face was found.
 
     Args:
@@ -267,14 +260,14 @@ class _FaceMetric(ReenactMetric):
                             higher_is_better=self.higher_is_better, reason=reason, details=details)
 
 
-def _scatter(size: int, index: np.ndarray, values: np.ndarray) -> np.ndarray:
+def scatter_rows(size: int, index: np.ndarray, values: np.ndarray) -> np.ndarray:
     """``values`` at ``index`` of a NaN array of ``size`` (NaN marks skipped frames); keeps trailing dims."""
     out = np.full((size, *values.shape[1:]), np.nan)
     out[index] = values
     return out
 
 
-class _LandmarkDistance(_FaceMetric):
+class _LandmarkDistance(FaceMetric):
     protocols = (SAME_IDENTITY,)
 
     def per_frame(self, generated: np.ndarray, driving: np.ndarray) -> np.ndarray:
@@ -283,7 +276,7 @@ class _LandmarkDistance(_FaceMetric):
     def score(self, generated: np.ndarray, driving: np.ndarray,
               context: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         index, points_g, points_d = self._pairs(generated, driving)
-        return _scatter(len(generated), index, self.per_frame(points_g, points_d)), np.zeros((len(generated), 0))
+        return scatter_rows(len(generated), index, self.per_frame(points_g, points_d)), np.zeros((len(generated), 0))
 
 
 @register_metric
@@ -320,7 +313,7 @@ class NME(_LandmarkDistance):
 
 
 @register_metric
-class AED(_FaceMetric):
+class AED(FaceMetric):
     """Average euclidean distance of identity embeddings, FOMM's convention: squared L2, generated vs driving."""
 
     name = "aed"
@@ -337,11 +330,11 @@ class AED(_FaceMetric):
                          ** 2))
             for i, g, d in zip(index, points_g, points_d, strict=True)
         ])
-        return _scatter(len(generated), index, values), np.zeros((len(generated), 0))
+        return scatter_rows(len(generated), index, values), np.zeros((len(generated), 0))
 
 
 @register_metric
-class CSIM(_FaceMetric):
+class CSIM(FaceMetric):
     """Cosine similarity of identity embeddings of the source frame and each generated frame (PECHead 2.4).
 
     The source is ``context["source"][b, 0]`` for the frames of video ``b``; frames are skipped when the
@@ -375,150 +368,8 @@ class CSIM(_FaceMetric):
         return scores, empty
 
 
-class _PoseMetric(_FaceMetric):
-    """ARD/ARE. ``pose``: head-pose backend name (:data:`reenact.face.pose.POSE_BACKENDS`): ``landmarks-3dmm``
-    (default, the 3D face model fit to the landmark backend's 68 points) or ``mediapipe`` (FaceLandmarker's
-    transformation matrix; the landmark backend is then unused); ``pose_options``: its keyword arguments."""
-
-    parts = ("yaw", "pitch", "roll")
-
-    def __init__(self, pose: str = "landmarks-3dmm", pose_options: dict[str, Any] | None = None,
-                 **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.pose_name = pose
-        self.pose_backend: PoseBackend = get_pose_backend(pose, **(pose_options or {}))
-
-    def _extra_backends(self) -> list[str]:
-        return [f"pose: {POSE_BACKEND if self.pose_name == 'landmarks-3dmm' else self.pose_backend.describe()}"]
-
-    def backend(self) -> str:
-        if not self.pose_backend.needs_landmarks:
-            return f"pose: {self.pose_backend.describe()} at {self.eval_size}x{self.eval_size}"
-        return super().backend()
-
-    def unavailable_reason(self) -> str | None:
-        if not self.pose_backend.needs_landmarks:
-            return self.pose_backend.unavailable_reason()
-        return super().unavailable_reason()
-
-
-@register_metric
-class ARD(_PoseMetric):
-    """Average rotation distance: mean |Euler angle difference| (degrees) of driving vs generated head pose."""
-
-    name = "ard"
-    protocols = (CROSS_IDENTITY,)
-    definition = "mean over frames and (yaw, pitch, roll) of |angle(gen) - angle(drv)|, degrees (PECHead 2.4)"
-
-    def score(self, generated: np.ndarray, driving: np.ndarray,
-              context: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-        if not self.pose_backend.needs_landmarks:  # NaN rows (no face) propagate to skipped frames
-            difference = np.abs(self.pose_backend.estimate(generated, [None] * len(generated))
-                                - self.pose_backend.estimate(driving, [None] * len(driving)))
-            return difference.mean(1), difference
-        index, points_g, points_d = self._pairs(generated, driving)
-        if index.size == 0:
-            return np.full(len(generated), np.nan), np.full((len(generated), 3), np.nan)
-        poses = fit_pose(np.concatenate([points_g, points_d])).pose
-        difference = np.abs(poses[:index.size] - poses[index.size:])
-        return _scatter(len(generated), index, difference.mean(1)), _scatter(len(generated), index, difference)
-
-
-@register_metric
-class ARE(_PoseMetric):
-    """Average rotation error against the frontal pose (0, 0, 0): frontalisation (PECHead 2.4)."""
-
-    name = "are"
-    protocols = (EDITING,)
-    editing_tasks = (FRONTALISATION,)
-    definition = "mean over frames and (yaw, pitch, roll) of |angle(gen) - 0|, degrees (PECHead 2.4)"
-
-    def score(self, generated: np.ndarray, driving: np.ndarray,
-              context: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-        if not self.pose_backend.needs_landmarks:
-            error = np.abs(self.pose_backend.estimate(generated, [None] * len(generated)))
-            return error.mean(1), error
-        found = self._landmarks(generated)
-        index = np.array([i for i, p in enumerate(found) if p is not None], dtype=int)
-        if index.size == 0:
-            return np.full(len(generated), np.nan), np.full((len(generated), 3), np.nan)
-        error = np.abs(fit_pose(np.stack([found[i] for i in index])).pose)
-        return _scatter(len(generated), index, error.mean(1)), _scatter(len(generated), index, error)
-
-
-@register_metric
-class AUH(_FaceMetric):
-    """Action-unit Hamming distance: fraction of the binary AUs that differ, driving vs generated (PECHead 2.4).
-
-    Lower is better; ``details.accuracy`` is ``1 - auh`` and ``details.per_part`` the disagreement rate of
-    each AU (order of :data:`reenact.face.action_units.AU_NAMES`, or of the AU backend's ``au_names``).
-
-    Args:
-        au_backend: ``"geometry"`` (default: AUs from the 3D face model fit to the landmark backend's 68
-            points, 6 units) or ``"py-feat"`` (py-feat's Detector, 20 units binarised at 0.5, its own face
-            detection; unavailable, with the reason, unless py-feat and its model files are present).
-        au_options: keyword arguments of the AU backend (``model_dir``, ``device`` for py-feat).
-    """
-
-    name = "auh"
-    parts = AU_NAMES
-    protocols = (CROSS_IDENTITY, EDITING)
-    editing_tasks = (EXPRESSION_TRANSFER,)
-    definition = (f"mean over frames of the fraction of the {len(AU_NAMES)} binary AUs ({', '.join(AU_NAMES)}) "
-                  "that differ between gen and drv (PECHead 2.4)")
-
-    def __init__(self, au_backend: str = "geometry", au_options: dict[str, Any] | None = None,
-                 **kwargs: Any) -> None:
-        au = get_au_backend(au_backend, **(au_options or {}))
-        super().__init__(**kwargs)
-        self.au_name = au_backend
-        self.au_backend = au
-        if au is not None:  # a frame-based AU model: its own units, its own face detection
-            self.parts = au.au_names
-            self.definition = (f"mean over frames of the fraction of the {len(au.au_names)} binary AUs "
-                               f"({', '.join(au.au_names)}) that differ between gen and drv (PECHead 2.4)")
-            self.add_state("part_totals", default=torch.zeros(len(self.parts), dtype=torch.float64),
-                           dist_reduce_fx="sum")
-
-    def backend(self) -> str:
-        if self.au_backend is not None:
-            return f"AUs: {self.au_backend.describe()} at {self.eval_size}x{self.eval_size}"
-        return super().backend()
-
-    def unavailable_reason(self) -> str | None:
-        if self.au_backend is not None:
-            return self.au_backend.unavailable_reason()
-        return super().unavailable_reason()
-
-    def _extra_backends(self) -> list[str]:
-        from reenact.face.action_units import BACKEND
-
-        return [f"AUs: {BACKEND}"]
-
-    def score(self, generated: np.ndarray, driving: np.ndarray,
-              context: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-        if self.au_backend is not None:
-            # NaN rows (no face on either side) make the frame skipped; AUs present at probability > 0.5.
-            p_g, p_d = self.au_backend.probabilities(generated), self.au_backend.probabilities(driving)
-            differs = ((p_g > PYFEAT_THRESHOLD) != (p_d > PYFEAT_THRESHOLD)).astype(np.float64)
-            differs[np.isnan(p_g).any(1) | np.isnan(p_d).any(1)] = np.nan
-            return differs.mean(1), differs
-        index, points_g, points_d = self._pairs(generated, driving)
-        if index.size == 0:
-            return np.full(len(generated), np.nan), np.full((len(generated), len(AU_NAMES)), np.nan)
-        fit = fit_pose(np.concatenate([points_g, points_d]))
-        units = action_units_from_shape(fit.expression, fit.shape_3d())
-        differs = (units[:index.size] != units[index.size:]).astype(np.float64)
-        return (_scatter(len(generated), index, differs.mean(1)), _scatter(len(generated), index, differs))
-
-    def details(self) -> dict[str, Any]:
-        details = super().details()
-        details["accuracy"] = 1.0 - float(self._value()) if int(self.count) > 0 else None
-        return details
-
-
 __all__ = [
-    "AED", "AKD", "ARD", "ARE", "AUH", "CSIM", "EDITING", "EVAL_SIZE", "NME", "AKDEuclidean",
-    "akd_euclidean_per_frame", "akd_per_frame", "cosine_per_frame", "detect_landmarks", "hamming_per_frame",
-    "nme_per_frame", "to_uint8_frames",
+    "AED", "AKD", "CSIM", "EVAL_SIZE", "NME", "AKDEuclidean", "FaceMetric", "akd_euclidean_per_frame",
+    "akd_per_frame", "cosine_per_frame", "detect_landmarks", "hamming_per_frame", "nme_per_frame", "scatter_rows",
+    "to_uint8_frames",
 ]

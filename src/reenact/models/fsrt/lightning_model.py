@@ -61,25 +61,7 @@ from reenact.nn.discriminators import MultiScaleDiscriminator
 from reenact.nn.keypoints import pixels_to_normalized
 from reenact.nn.losses import feature_matching_loss, lsgan_d_loss, lsgan_g_loss
 from reenact.training.distributed import all_reduce_mean_, manual_step, world_size
-
-
-class WarmupExponentialDecay:
-    """Learning-rate factor of the released trainer at FSRT iteration ``it = step + offset``: ``it / warmup``
-    during the warm-up, then ``decay_rate ** ((it - warmup) / decay_steps)``. ``offset`` lets a scheduler that
-    starts stepping late (the discriminator's, in phase III) follow the same global curve. A class, not a
-    lambda, so ``LambdaLR`` checkpoints it."""
-
-    def __init__(self, warmup_steps: int, decay_rate: float, decay_steps: int, offset: int = 0):
-        self.warmup_steps = int(warmup_steps)
-        self.decay_rate = float(decay_rate)
-        self.decay_steps = int(decay_steps)
-        self.offset = int(offset)
-
-    def __call__(self, step: int) -> float:
-        step = step + self.offset
-        if step < self.warmup_steps:
-            return step / self.warmup_steps
-        return self.decay_rate ** ((step - self.warmup_steps) / self.decay_steps)
+from reenact.training.schedules import WarmupExponentialDecay
 
 
 class FSRT(ReenactmentModule):
