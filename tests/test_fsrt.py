@@ -24,11 +24,12 @@ import reenact.models
 from reenact.models.fsrt import FSRTGenerator, best_initial_frame, load_official, official_layout, pixel_grid
 from reenact.models.fsrt.augment import (
     color_jitter,
+    crop_boxes,
+    crop_frames,
+    crop_points,
+    face_boxes,
     jitter_parameters,
-    keypoint_aware_crop,
-    zoom_crop,
-    zoom_parameters,
-    zoom_points,
+    out_of_frame_boxes,
 )
 from reenact.models.fsrt.losses import (
     IBUG68_TO_KEYPOINTS,
@@ -285,19 +286,35 @@ def test_pixel_sampling_and_augmentations() -> None:
         assert len(set((rows % 2).tolist())) == 1 and len(set((cols % 2).tolist())) == 1  # one offset per sample
     random = random_pixel_indices(2, 100, 30)
     assert random.shape == (2, 30) and all(len(set(r.tolist())) == 30 for r in random)
-    # Zoom crop: a dot at p in the frame appears at (p - c) * zoom in the crop (keypoints may leave [-1, 1]).
+    # Out-of-frame crop: a dot at p in the frame appears at (p - c) / half in the crop (keypoints may leave
+    # [-1, 1]); the box is anisotropic, as the release's (its sides move independently).
     size = 33
     frame = torch.zeros(1, 1, 3, size, size)
     frame[..., 24, 20] = 1.0  # row 24, column 20
     p = torch.tensor([[[2 * 20 / (size - 1) - 1, 2 * 24 / (size - 1) - 1], [-0.9, 0.0]]])
-    centre, zoom = torch.tensor([[0.25, 0.25]]), torch.tensor([1.5])
-    moved = zoom_points(p, centre, zoom)[0, 0]
-    crop = zoom_crop(frame, centre, zoom)[0, 0, 0]
+    box = torch.tensor([[-0.5, -0.25, 1.0, 0.75]])
+    moved = crop_points(p, box)[0, 0]
+    crop = crop_frames(frame, box)[0, 0, 0]
     peak = divmod(int(crop.argmax()), size)
     assert abs(peak[1] - (moved[0] + 1) * (size - 1) / 2) <= 1 and abs(peak[0] - (moved[1] + 1) * (size - 1) / 2) <= 1
-    assert zoom_points(p, centre, zoom)[0, 1, 0] < -1  # a point near the border leaves the crop
-    centre, zoom = zoom_parameters(64, 0.5, 1.25)
-    assert ((zoom >= 1) & (zoom <= 1.25)).all() and (centre.abs() <= 1 - 1 / zoom[:, None] + 1e-6).all()
+    assert crop_points(p, box)[0, 1, 0] < -1  # a point left of the box leaves the crop
+    # The release's margins: each side of the source keypoints' box moves out by up to 20 % of its width
+    # (left/right), 50 % of its height (above), 15 % (below); never inwards; a skipped sample keeps the frame.
+    points = torch.tensor([[-0.4, -0.3], [0.4, 0.5], [0.0, 0.1]]).expand(4096, 3, 2)
+    boxes = out_of_frame_boxes(points, probability=1.0)
+    width, height = 0.8, 0.8
+    grown = torch.stack([-0.4 - boxes[:, 0], -0.3 - boxes[:, 1], boxes[:, 2] - 0.4, boxes[:, 3] - 0.5], 1)
+    limits = torch.tensor([0.2 * width, 0.5 * height, 0.2 * width, 0.15 * height])
+    assert (grown >= -1e-6).all() and (grown <= limits + 1e-6).all()
+    assert (grown.amax(0) > 0.9 * limits).all()  # uniform up to the margin
+    # The crop is independent per side: the aspect ratio varies.
+    aspect = (boxes[:, 2] - boxes[:, 0]) / (boxes[:, 3] - boxes[:, 1])
+    assert float(aspect.std()) > 0.02
+    skipped = out_of_frame_boxes(points[:8], probability=0.0)
+    assert torch.equal(skipped, torch.tensor([[-1.0, -1.0, 1.0, 1.0]]).expand(8, 4))
+    # Omega's box (Eq. 12): the face box +25 % of its height above, +5 % below, no side margin.
+    omega = face_boxes(points[:1])
+    assert torch.allclose(omega, torch.tensor([[-0.4, -0.3 - 0.2, 0.4, 0.5 + 0.04]]))
     # Identity jitter keeps the frames; a full-frame face box makes Omega the identity crop.
     images = torch.rand(2, 3, 3, 16, 16)
     identity = torch.tensor([[1.0, 1.0, 1.0, 0.0]] * 2)
@@ -305,7 +322,7 @@ def test_pixel_sampling_and_augmentations() -> None:
     jittered = color_jitter(images, jitter_parameters(2, 0.1, 0.1, 0.1, 0.1))
     assert jittered.shape == images.shape and not torch.allclose(jittered, images)
     full_box = torch.tensor([[-1.0, -1.0, 1.0, 1.0]] * 2)
-    assert torch.allclose(keypoint_aware_crop(images[:, 0], full_box), images[:, 0], atol=1e-5)
+    assert torch.allclose(crop_boxes(images[:, 0], full_box), images[:, 0], atol=1e-5)
 
 
 def test_landmarks_to_ten_keypoints() -> None:

@@ -108,6 +108,25 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
         assert torch.equal(a, b), name
 
 
+def test_checkpoint_with_a_removed_hyper_parameter_still_loads(tmp_path: Path) -> None:
+    """An older checkpoint whose hyper-parameters include one this version removed (FSRT's former
+    ``out_of_frame_max_zoom``) loads with a warning naming it; its weights must still match."""
+    import lightning as L
+
+    model = reenact.models.create_model("keypoint-warp", num_keypoints=6)
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, accelerator="cpu")
+    trainer.strategy.connect(model)
+    path = tmp_path / "model.ckpt"
+    trainer.save_checkpoint(path)
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["hyper_parameters"]["out_of_frame_max_zoom"] = 1.25
+    torch.save(checkpoint, path)
+    with pytest.warns(UserWarning, match="no longer has: out_of_frame_max_zoom"):
+        loaded = reenact.models.load_from_checkpoint(path)
+    assert loaded.hparams.num_keypoints == 6 and "out_of_frame_max_zoom" not in loaded.hparams
+
+
 def test_load_from_checkpoint_rejects_foreign_files(tmp_path: Path) -> None:
     foreign = tmp_path / "foreign.ckpt"
     torch.save({"state_dict": {}}, foreign)

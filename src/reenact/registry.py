@@ -10,6 +10,8 @@ command line.
 from __future__ import annotations
 
 import importlib
+import inspect
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -222,6 +224,17 @@ def load_from_checkpoint(path: str | Path, map_location: str = "cpu", strict: bo
     info = checkpoint.get("reenact")
     if not info or "model" not in info:
         raise CheckpointError(f"{path}: has no 'reenact' section naming its model; was it written by reenact?")
-    model = get_entry(info["model"]).load_class()(**stored_hyper_parameters(checkpoint))
+    model_class = get_entry(info["model"]).load_class()
+    hparams = stored_hyper_parameters(checkpoint)
+    parameters = inspect.signature(model_class.__init__).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        # A hyper-parameter a later version removed (e.g. a training-only augmentation setting) does not stop an
+        # older checkpoint from loading; its weights must still match (load_state_dict below is strict).
+        dropped = sorted(set(hparams) - set(parameters))
+        if dropped:
+            warnings.warn(f"{path}: ignoring hyper-parameters this version of {info['model']!r} no longer has: "
+                          f"{', '.join(dropped)}", stacklevel=2)
+            hparams = {k: v for k, v in hparams.items() if k not in dropped}
+    model = model_class(**hparams)
     model.load_state_dict(checkpoint["state_dict"], strict=strict)
     return model

@@ -3,15 +3,18 @@
 * :func:`color_jitter`: the colour-jittered versions ``I^A1``, ``I^A2``, ``I^A3`` of Sec. 3.2 ("Color
   Augmentation"); one random draw per sample, shared by all its frames so a source and its driving frame get
   the same colours.
-* :func:`keypoint_aware_crop`: ``Omega(.)`` of Eq. 12, a random crop that keeps the whole face and is scaled
-  back to the full size (the aspect ratio may change).
-* :func:`zoom_crop`: the out-of-frame simulation of Sec. 3.1 ("We generate training samples with keypoints
-  outside the image by estimating them before cropping"): frames are cropped (zoomed in) after the keypoints
-  were detected, and the keypoints are mapped into the crop, where some fall outside ``[-1, 1]``.
+* :func:`face_boxes` + :func:`crop_boxes`: ``Omega(.)`` of Eq. 12, the face's box with the official release's
+  margins (+25 % above, +5 % below), cropped from the un-zoomed driving frame and scaled back to the full size
+  (the aspect ratio changes).
+* :func:`out_of_frame_boxes` + :func:`crop_frames` + :func:`crop_points`: the out-of-frame simulation of
+  Sec. 3.1 ("We generate training samples with keypoints outside the image by estimating them before
+  cropping"): after the keypoints were detected, the frames are cropped around the source keypoints' box, each
+  side moved out by a random amount (the release's margins), and the keypoints are mapped into the crop, where
+  some fall outside ``[-1, 1]``.
 
 Coordinates are normalised ``(x, y)`` in the :mod:`reenact.nn.keypoints` convention (``-1``/``+1`` at the
 centres of the first/last pixel), so crops are sampled with ``grid_sample(align_corners=True)`` and a point
-``p`` of the frame lands at ``(p - centre) * zoom`` in the crop exactly.
+``p`` of the frame lands at ``(p - centre) / half`` (per axis) in the crop exactly.
 """
 
 from __future__ import annotations
@@ -88,72 +91,75 @@ def _crop(images: Tensor, x0: Tensor, y0: Tensor, x1: Tensor, y1: Tensor) -> Ten
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=True)
 
 
-def face_boxes(points: Tensor, margin: float = 0.1) -> Tensor:
-    """Bounding boxes ``[N, 4]`` (``x0, y0, x1, y1``) of ``points [N, L, 2]``, grown by ``margin`` on each side
-    and clipped to the frame."""
-    low = points.amin(dim=-2) - margin
-    high = points.amax(dim=-2) + margin
-    return torch.cat([low, high], dim=-1).clamp(-1.0, 1.0)
+def _bounds(points: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Bounding box ``x0, y0, x1, y1`` (each ``[N]``) of ``points [N, L, 2]``."""
+    low, high = points.amin(dim=-2), points.amax(dim=-2)
+    return low[:, 0], low[:, 1], high[:, 0], high[:, 1]
 
 
-def keypoint_aware_crop(images: Tensor, boxes: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """``Omega(I)`` of Eq. 12: a random crop containing ``boxes`` (the face), scaled back to the full size.
-
-    Each side of the crop is drawn uniformly between the frame border and the face box, independently, so the
-    crop's aspect ratio (and the face's after resizing) changes, as in the paper.
-
-    Args:
-        images: ``[N, 3, H, W]``.
-        boxes: ``[N, 4]`` face boxes (``x0, y0, x1, y1``, normalised, e.g. :func:`face_boxes`).
-
-    Returns:
-        ``[N, 3, H, W]``.
-    """
-    u = torch.rand(images.shape[0], 4, device=images.device, generator=generator).to(images.dtype)
-    x0 = -1 + u[:, 0] * (boxes[:, 0] + 1)
-    y0 = -1 + u[:, 1] * (boxes[:, 1] + 1)
-    x1 = boxes[:, 2] + u[:, 2] * (1 - boxes[:, 2])
-    y1 = boxes[:, 3] + u[:, 3] * (1 - boxes[:, 3])
-    return _crop(images, x0, y0, x1, y1)
+def _clipped(x0: Tensor, y0: Tensor, x1: Tensor, y1: Tensor, min_half: float = 0.05) -> Tensor:
+    """``[N, 4]`` boxes clipped to the frame, each side at least ``2 * min_half`` long (degenerate point sets)."""
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    hx, hy = ((x1 - x0) / 2).clamp(min=min_half), ((y1 - y0) / 2).clamp(min=min_half)
+    return torch.stack([cx - hx, cy - hy, cx + hx, cy + hy], dim=-1).clamp(-1.0, 1.0)
 
 
-def zoom_parameters(n: int, probability: float, max_zoom: float, device: torch.device | str | None = None,
-                    generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-    """Random zoom crops for the out-of-frame simulation: ``centre [n, 2]`` and ``zoom [n]``.
-
-    With ``probability`` a sample is zoomed by a factor uniform in ``[1, max_zoom]`` about a centre drawn so the
-    crop stays inside the frame; the other samples get the identity (centre 0, zoom 1).
-    """
-    u = torch.rand(n, 4, device=device, generator=generator)
-    active = u[:, 0] < probability
-    zoom = torch.where(active, 1 + u[:, 1] * (max_zoom - 1), torch.ones_like(u[:, 1]))
-    room = 1 - 1 / zoom  # the crop [c - 1/zoom, c + 1/zoom] stays inside [-1, 1]
-    centre = (u[:, 2:] * 2 - 1) * room[:, None]
-    return centre, zoom
+def face_boxes(points: Tensor, side: float = 0.0, top: float = 0.25, bottom: float = 0.05) -> Tensor:
+    """The boxes ``[N, 4]`` (``x0, y0, x1, y1``, normalised, clipped to the frame) of ``Omega`` (Eq. 12): the
+    bounding box of ``points [N, L, 2]`` (the face's keypoints or landmarks) grown by ``side`` of its width on
+    the left and right, ``top`` of its height above and ``bottom`` below. The defaults are the official release's
+    (no side margin, +25 % above, +5 % below; ``../shared/reference``)."""
+    x0, y0, x1, y1 = _bounds(points)
+    width, height = x1 - x0, y1 - y0
+    return _clipped(x0 - side * width, y0 - top * height, x1 + side * width, y1 + bottom * height)
 
 
-def zoom_crop(images: Tensor, centre: Tensor, zoom: Tensor) -> Tensor:
-    """Crop ``[c - 1/zoom, c + 1/zoom]`` of each sample's frames and resize to full size.
+def crop_boxes(images: Tensor, boxes: Tensor) -> Tensor:
+    """Crop ``boxes [N, 4]`` of ``images [N, 3, H, W]`` and scale each back to the full size (the aspect ratio
+    changes with the box's): ``Omega(I)`` of Eq. 12 with :func:`face_boxes`."""
+    return _crop(images, boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3])
+
+
+def out_of_frame_boxes(points: Tensor, probability: float, side: float = 0.2, top: float = 0.5,
+                       bottom: float = 0.15, generator: torch.Generator | None = None) -> Tensor:
+    """Random crops ``[B, 4]`` for the out-of-frame simulation (Sec. 3.1), built as the official release does
+    (``../shared/reference``): around the bounding box of ``points [B, L, 2]`` (the source keypoints), each side
+    moved out independently by a uniform fraction of up to ``side`` of the box width (left, right), ``top`` of its
+    height (above) and ``bottom`` (below), clipped to the frame. With probability ``1 - probability`` a sample
+    keeps the whole frame (``[-1, -1, 1, 1]``). The crop is tight around the face, so the driving frame's
+    keypoints, mapped into it by :func:`crop_points`, may leave ``[-1, 1]`` (the release: to about ``±2``)."""
+    x0, y0, x1, y1 = _bounds(points)
+    width, height = x1 - x0, y1 - y0
+    u = torch.rand(points.shape[0], 5, device=points.device, generator=generator).to(points.dtype)
+    boxes = _clipped(x0 - u[:, 0] * side * width, y0 - u[:, 2] * top * height,
+                     x1 + u[:, 1] * side * width, y1 + u[:, 3] * bottom * height)
+    full = boxes.new_tensor([-1.0, -1.0, 1.0, 1.0]).expand_as(boxes)
+    return torch.where((u[:, 4] < probability)[:, None], boxes, full)
+
+
+def crop_frames(images: Tensor, boxes: Tensor) -> Tensor:
+    """Crop each sample's box of all its frames and resize to full size.
 
     Args:
         images: ``[B, F, 3, H, W]`` (all frames of a sample get the same crop).
-        centre: ``[B, 2]``; zoom: ``[B]``.
+        boxes: ``[B, 4]`` (``x0, y0, x1, y1``, normalised; e.g. :func:`out_of_frame_boxes`).
 
     Returns:
-        ``[B, F, 3, H, W]``; a point ``p`` of a frame is at :func:`zoom_points` ``(p)`` in the crop.
+        ``[B, F, 3, H, W]``; a point ``p`` of a frame is at :func:`crop_points` ``(p)`` in the crop.
     """
-    b, f = images.shape[:2]
-    half = (1 / zoom).repeat_interleave(f)
-    cx, cy = centre[:, 0].repeat_interleave(f), centre[:, 1].repeat_interleave(f)
-    out = _crop(images.flatten(0, 1), cx - half, cy - half, cx + half, cy + half)
-    return out.reshape(images.shape)
+    f = images.shape[1]
+    per_frame = boxes.repeat_interleave(f, dim=0)
+    return crop_boxes(images.flatten(0, 1), per_frame).reshape(images.shape)
 
 
-def zoom_points(points: Tensor, centre: Tensor, zoom: Tensor) -> Tensor:
-    """Map normalised points ``[B, ..., 2]`` of the frames into :func:`zoom_crop`'s crop: ``(p - c) * zoom``."""
-    view = (points.shape[0],) + (1,) * (points.dim() - 2)
-    return (points - centre.reshape(*view, 2)) * zoom.reshape(*view, 1)
+def crop_points(points: Tensor, boxes: Tensor) -> Tensor:
+    """Map normalised points ``[B, ..., 2]`` of the frames into :func:`crop_frames`'s crop of ``boxes [B, 4]``:
+    ``(p - c) / half`` per axis, ``c`` the box centre and ``half`` its half sizes."""
+    view = (points.shape[0],) + (1,) * (points.dim() - 2) + (2,)
+    centre = ((boxes[:, :2] + boxes[:, 2:]) / 2).reshape(view)
+    half = ((boxes[:, 2:] - boxes[:, :2]) / 2).reshape(view)
+    return (points - centre) / half
 
 
-__all__ = ["color_jitter", "face_boxes", "jitter_parameters", "keypoint_aware_crop", "zoom_crop", "zoom_parameters",
-           "zoom_points"]
+__all__ = ["color_jitter", "crop_boxes", "crop_frames", "crop_points", "face_boxes", "jitter_parameters",
+           "out_of_frame_boxes"]

@@ -15,11 +15,11 @@ buffer so resuming continues the schedule):
    ``L_A^F`` (Eq. 18); the generator gets them only after ``disc_warmup_steps`` iterations of discriminator
    training.
 
-Augmentation and regularisation in every phase (Sec. 3.1-3.2): keypoints are detected before a random zoom
-crop (out-of-frame keypoints); colour jitters A1, A2 of source and driving frames and A3 of the driving frame;
-the encoder sees the A1 colours with the A2 expression vectors; the decoder uses the expression of the cropped
-A3 driving frame ``Omega(I_D^A3)``, or in ``1 - crop_probability`` of the cases (25%) that of ``I_D^A``
-(A1 or A2); ``L_reg`` of Eq. 16.
+Augmentation and regularisation in every phase (Sec. 3.1-3.2): keypoints are detected before a random crop
+around the source keypoints (out-of-frame keypoints); colour jitters A1, A2 of source and driving frames and A3
+of the un-cropped driving frame; the encoder sees the A1 colours with the A2 expression vectors; the decoder
+uses the expression of the cropped A3 driving frame ``Omega(I_D^A3)``, or in ``1 - crop_probability`` of the
+cases (25%) that of ``I_D^A`` (A1 or A2); ``L_reg`` of Eq. 16.
 
 Optimisation is manual (generator and discriminator alternate; the detector has its own optimiser). Gradients
 are averaged across processes explicitly after each backward pass, which works with the plain ``ddp`` strategy
@@ -42,12 +42,12 @@ from reenact.data.datasets import SamplingSpec
 from reenact.models.base import ReenactmentModule
 from reenact.models.fsrt.augment import (
     color_jitter,
+    crop_boxes,
+    crop_frames,
+    crop_points,
     face_boxes,
     jitter_parameters,
-    keypoint_aware_crop,
-    zoom_crop,
-    zoom_parameters,
-    zoom_points,
+    out_of_frame_boxes,
 )
 from reenact.models.fsrt.losses import (
     keypoint_supervision_loss,
@@ -102,10 +102,13 @@ class FSRT(ReenactmentModule):
         invariance_weight, covariance_weight, variance_weight: ``lambda_aug``, ``lambda_Cov``, ``lambda_Var``
             (1, 1, 0.2); statistical_regularization: keep the covariance/variance terms.
         crop_probability: how often the decoder gets the cropped driving frame's expression (0.75).
-        crop_margin: margin around the face box that ``Omega`` keeps (normalised units).
+        crop_margins: ``Omega``'s box (Eq. 12) around the driving face: fractions of the box width added left
+            and right, of its height above and below (the release: 0, +25 %, +5 %; :func:`augment.face_boxes`).
         jitter_brightness, jitter_contrast, jitter_saturation, jitter_hue: colour jitter strengths (0.1 each).
-        out_of_frame_probability, out_of_frame_max_zoom: chance and strength of the zoom crop applied after
-            keypoint detection (Sec. 3.1); the paper gives no values.
+        out_of_frame_probability, out_of_frame_margins: chance of the out-of-frame crop applied after keypoint
+            detection (Sec. 3.1; the paper gives no value) and the largest fractions of the source keypoints'
+            box it adds left/right, above and below (the release: 20 %, 50 %, 15 %;
+            :func:`augment.out_of_frame_boxes`).
         adapt_scale: relative motion scaled by the keypoints' convex-hull ratio (FOMM).
         best_frame: in relative mode, take the driving frame whose landmarks best match the source's as the
             initial frame when landmarks are available (evaluation batches with annotations, or ``animate``
@@ -180,13 +183,13 @@ class FSRT(ReenactmentModule):
         variance_weight: float = 0.2,
         statistical_regularization: bool = True,
         crop_probability: float = 0.75,
-        crop_margin: float = 0.1,
+        crop_margins: tuple[float, float, float] = (0.0, 0.25, 0.05),
         jitter_brightness: float = 0.1,
         jitter_contrast: float = 0.1,
         jitter_saturation: float = 0.1,
         jitter_hue: float = 0.1,
         out_of_frame_probability: float = 0.5,
-        out_of_frame_max_zoom: float = 1.25,
+        out_of_frame_margins: tuple[float, float, float] = (0.2, 0.5, 0.15),
         adapt_scale: bool = True,
         best_frame: bool = True,
         metrics: list[str] | None = None,
@@ -343,25 +346,30 @@ class FSRT(ReenactmentModule):
         device = source.device
         frames = torch.cat([source, driving[:, None]], dim=1)  # [B, S+1, 3, H, W]
 
-        # Keypoints before the zoom crop, mapped into it: some now lie outside [-1, 1] (Sec. 3.1).
+        # Keypoints before the out-of-frame crop (around the source keypoints' box), mapped into it: some now lie
+        # outside [-1, 1] (Sec. 3.1).
         keypoints = self.generator.detect(frames.flatten(0, 1))["keypoints"].unflatten(0, (b, s + 1))
-        centre, zoom = zoom_parameters(b, hp.out_of_frame_probability, hp.out_of_frame_max_zoom, device=device)
-        frames = zoom_crop(frames, centre, zoom)
-        keypoints = zoom_points(keypoints, centre, zoom)
+        uncropped_driving, uncropped_kp_driving = frames[:, s], keypoints[:, s]
+        boxes = out_of_frame_boxes(keypoints[:, :s].flatten(1, 2), hp.out_of_frame_probability,
+                                   *hp.out_of_frame_margins)
+        frames = crop_frames(frames, boxes)
+        keypoints = crop_points(keypoints, boxes)
         kp_source, kp_driving = keypoints[:, :s], keypoints[:, s]
 
         # Colour jitters A1, A2 (shared by a sample's frames) and A3 (driving only), Sec. 3.2.
         strengths = (hp.jitter_brightness, hp.jitter_contrast, hp.jitter_saturation, hp.jitter_hue)
         a1 = color_jitter(frames, jitter_parameters(b, *strengths, device=device))
         a2 = color_jitter(frames, jitter_parameters(b, *strengths, device=device))
-        driving_a3 = color_jitter(frames[:, s], jitter_parameters(b, *strengths, device=device))
+        # A3 and Omega act on the un-cropped driving frame, as the release does.
+        driving_a3 = color_jitter(uncropped_driving, jitter_parameters(b, *strengths, device=device))
         driving_a = a2[:, s] if bool(torch.rand(()) < 0.5) else a1[:, s]  # I_D^A, A in {A1, A2}
+        # The face box from the annotated landmarks when the data has them (a tighter face box than the
+        # detector's 10 keypoints early in training), else from the keypoints.
         if "driving_landmarks" in batch:
             face = pixels_to_normalized(batch["driving_landmarks"][:, 0].to(frames.dtype), (h, w))
-            face = zoom_points(face, centre, zoom)
         else:
-            face = kp_driving
-        driving_crop = keypoint_aware_crop(driving_a3, face_boxes(face, hp.crop_margin))  # Omega(I_D^A3)
+            face = uncropped_kp_driving
+        driving_crop = crop_boxes(driving_a3, face_boxes(face, *hp.crop_margins))  # Omega(I_D^A3)
 
         # One frozen-detector pass for all expression inputs; gradients flow into the expression network only.
         expr_inputs = torch.cat([a1[:, :s].flatten(0, 1), a2[:, :s].flatten(0, 1), driving_a, driving_crop])
