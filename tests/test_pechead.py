@@ -17,12 +17,14 @@ import torch.nn.functional as F
 
 import reenact.models
 from reenact.face.model3d import FaceModel3D, to_pixels
-from reenact.models.pechead.cap import CAP, FrameFlow
+from reenact.models.pechead.cap import CAP
 from reenact.models.pechead.keypoints import PoseAwareKeypointEstimator
 from reenact.models.pechead.lightning_model import VARIANTS, PECHead
 from reenact.models.pechead.losses import keypoint_distance_loss, warping_loss
-from reenact.models.pechead.mmfa import MMFA, DeformableAlignment, MotionEstimator
+from reenact.models.pechead.mmfa import MMFA, MotionEstimator
 from reenact.models.pechead.reconstructor import FaceShapeReconstructor, condition_vector
+from reenact.nn.deformable import DeformableAlignment
+from reenact.nn.frame_flow import FrameFlow
 from reenact.nn.warping import flow_to_grid, identity_grid, warp
 
 #: 32 px, every module present; R is timm's smallest ResNet.
@@ -61,7 +63,7 @@ def test_sampled_modulated_deform_conv_equals_torchvision() -> None:
     gradients, offsets large enough to sample outside the feature map."""
     from torchvision.ops import deform_conv2d
 
-    from reenact.models.pechead.mmfa import modulated_deform_conv2d
+    from reenact.nn.deformable import modulated_deform_conv2d
 
     torch.manual_seed(0)
     b, c, h, w, groups = 3, 16, 9, 7, 4
@@ -552,7 +554,7 @@ def test_cap_follows_eq4_hidden_state_indexing() -> None:
 
 def test_deformable_alignment_macs_are_counted_in_both_implementations() -> None:
     """FlopCounterMode treats torchvision::deform_conv2d as free; count_macs counts it as the conv it is."""
-    from reenact.models.pechead.mmfa import DeformableAlignment
+    from reenact.nn.deformable import DeformableAlignment
     from reenact.nn.flops import count_macs
 
     torch.manual_seed(0)

@@ -41,7 +41,6 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from reenact.data.datasets import SamplingSpec
 from reenact.models.base import ReenactmentModule
-from reenact.models.pechead.cap import FlowMethod, FrameFlow
 from reenact.models.pechead.losses import frozen_logits, keypoint_distance_loss, ms_ssim_loss, warping_loss
 from reenact.models.pechead.reconstructor import (
     FaceShapeReconstructor,
@@ -51,6 +50,7 @@ from reenact.models.pechead.reconstructor import (
 )
 from reenact.models.pechead.torch_model import OutputSkip, PECHeadGenerator
 from reenact.nn.discriminators import MultiScaleDiscriminator
+from reenact.nn.frame_flow import FlowMethod, FrameFlow
 from reenact.nn.losses import equivariance_loss, hinge_d_loss, hinge_g_loss
 from reenact.nn.tps import RandomTPS
 
