@@ -314,9 +314,11 @@ def test_dense_motion_network() -> None:
     assert torch.allclose(
         motions[:, 1:] - make_coordinate_grid(16, 16), (kp_s - kp_d)[:, :, None, None], atol=1e-6
     )
-    assert set(
-        DenseMotionNetwork(4, 3, 8, 2, 32, estimate_occlusion=False, scale_factor=1.0)(img, kp_s, kp_d)
-    ) == {"deformation", "mask", "sparse_deformed"}
+    no_occlusion = DenseMotionNetwork(4, 3, 8, 2, 32, estimate_occlusion=False, scale_factor=1.0)
+    out = no_occlusion(img, kp_s, kp_d)
+    assert set(out) == {"deformation", "mask", "sparse_deformed", "feature"}
+    # The hourglass output the heads read (PECHead's deformable alignment uses it as f^m).
+    assert out["feature"].shape == (2, no_occlusion.hourglass.out_filters, 32, 32)
 
 
 # --------------------------------------------------------------------------------------------- TPS

@@ -102,6 +102,11 @@ class DenseMotionNetwork(nn.Module):
         warped = F.grid_sample(repeated, motions.reshape(b * n, h, w, 2), align_corners=True)
         return warped.view(b, n, c, h, w)
 
+    def refine(self, feature: Tensor) -> Tensor:
+        """Hook on the hourglass output ``[B, C, h, w]`` before the mask and occlusion heads (identity here;
+        PECHead's motion estimator adds an SE block, supplement 2.1)."""
+        return feature
+
     def forward(
         self,
         source_image: Tensor,
@@ -110,16 +115,18 @@ class DenseMotionNetwork(nn.Module):
         jacobian_source: Tensor | None = None,
         jacobian_driving: Tensor | None = None,
     ) -> dict[str, Tensor]:
+        """-> ``deformation [B, h, w, 2]``, ``mask [B, K+1, h, w]``, ``sparse_deformed [B, K+1, 3, h, w]``,
+        ``feature [B, C, h, w]`` (the refined hourglass output) and, when estimated, ``occlusion [B, 1, h, w]``."""
         source = self.down(source_image) if self.scale_factor != 1 else source_image
         b, _, h, w = source.shape
         size = (h, w)
         heat = self.heatmap_representation(size, kp_source, kp_driving)
         motions = self.sparse_motions(size, kp_source, kp_driving, jacobian_source, jacobian_driving)
         deformed = self.deformed_sources(source, motions)
-        prediction = self.hourglass(torch.cat([heat, deformed], dim=2).view(b, -1, h, w))
+        prediction = self.refine(self.hourglass(torch.cat([heat, deformed], dim=2).view(b, -1, h, w)))
         mask = F.softmax(self.mask(prediction), dim=1)
         deformation = (motions * mask.unsqueeze(-1)).sum(dim=1)
-        out = {"deformation": deformation, "mask": mask, "sparse_deformed": deformed}
+        out = {"deformation": deformation, "mask": mask, "sparse_deformed": deformed, "feature": prediction}
         if self.occlusion is not None:
             out["occlusion"] = torch.sigmoid(self.occlusion(prediction))
         return out

@@ -46,18 +46,9 @@ class MotionEstimator(DenseMotionNetwork):
         self.se = SEBlock(self.hourglass.out_filters, reduction=16)
         self.feature_channels = self.hourglass.out_filters
 
-    def forward(self, source_image: Tensor, kp_source: Tensor, kp_driving: Tensor,  # type: ignore[override]
-                jacobian_source: Tensor | None = None, jacobian_driving: Tensor | None = None) -> dict[str, Tensor]:
-        source = self.down(source_image) if self.scale_factor != 1 else source_image
-        b, _, h, w = source.shape
-        heat = self.heatmap_representation((h, w), kp_source, kp_driving)
-        motions = self.sparse_motions((h, w), kp_source, kp_driving)
-        deformed = self.deformed_sources(source, motions)
-        feature = self.se(self.hourglass(torch.cat([heat, deformed], dim=2).view(b, -1, h, w)))
-        mask = F.softmax(self.mask(feature), dim=1)
-        assert self.occlusion is not None
-        return {"deformation": (motions * mask.unsqueeze(-1)).sum(dim=1), "mask": mask,
-                "occlusion": torch.sigmoid(self.occlusion(feature)), "feature": feature}
+    def refine(self, feature: Tensor) -> Tensor:
+        """The SE block on the hourglass output (supplement 2.1); the rest of the forward is FOMM's."""
+        return self.se(feature)
 
 
 class AlignedLevel(nn.Module):
