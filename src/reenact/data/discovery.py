@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from reenact.data.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, VideoReadError, frame_files
+from reenact.data.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, VideoReadError, decoded_frames, frame_files
 
 SPLITS = ("train", "val", "test")
 ANNOTATION_DIR = "annotations"
@@ -176,32 +176,20 @@ def _probe_folder(path: Path, verify: bool) -> VideoProbe:
 def _probe_file(path: Path) -> VideoProbe:
     if path.suffix.lower() == ".gif":
         return _probe_gif(path)
-    import av  # lazily: PyAV is heavy and only needed for video files
-
     sizes: list[tuple[int, int]] = []
     color = "rgb"
     count = 0
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise VideoReadError(f"{path}: contains no video stream")
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            for frame in container.decode(stream):
-                size = (frame.height, frame.width)
-                if size not in sizes:
-                    sizes.append(size)
-                fmt = frame.format
-                components = len(fmt.components)
-                if components in (2, 4) and not fmt.has_palette:
-                    color = "rgba"
-                elif components == 1 and not fmt.has_palette and color == "rgb":
-                    color = "grayscale"
-                count += 1
-    except VideoReadError:
-        raise
-    except Exception as error:  # av.error.* and OSError for truncated or foreign files
-        raise VideoReadError(f"{path}: cannot decode video ({type(error).__name__}: {error})") from error
+    for frame in decoded_frames(path):
+        size = (frame.height, frame.width)
+        if size not in sizes:
+            sizes.append(size)
+        fmt = frame.format
+        components = len(fmt.components)
+        if components in (2, 4) and not fmt.has_palette:
+            color = "rgba"
+        elif components == 1 and not fmt.has_palette and color == "rgb":
+            color = "grayscale"
+        count += 1
     if count == 0:
         raise VideoReadError(f"{path}: holds no decodable frame")
     return VideoProbe(num_frames=count, sizes=tuple(sizes), color=color)

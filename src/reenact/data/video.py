@@ -100,8 +100,6 @@ def read_video(path: str | Path, max_frames: int | None = None) -> np.ndarray:
 
 
 def _decode(path: Path, max_frames: int | None) -> Iterator[np.ndarray]:
-    import av  # imported lazily: PyAV is heavy and most code paths never decode video
-
     if path.suffix.lower() == ".gif":
         # PyAV decodes GIFs too, but PIL keeps palette transparency right.
         try:
@@ -119,16 +117,25 @@ def _decode(path: Path, max_frames: int | None) -> Iterator[np.ndarray]:
         except Exception as error:
             raise VideoReadError(f"{path}: cannot decode GIF ({error})") from error
         return
+    for count, frame in enumerate(decoded_frames(path), start=1):
+        yield frame.to_ndarray(format="rgb24")
+        if max_frames is not None and count >= max_frames:
+            break
+
+
+def decoded_frames(path: Path) -> Iterator[Any]:
+    """PyAV's decoded frames (``av.VideoFrame``) of the first video stream of ``path``: the one decode loop that
+    reading (:func:`read_video`) and probing (:mod:`reenact.data.discovery`) share. Raises
+    :class:`VideoReadError` naming the file when it has no video stream or cannot be decoded."""
+    import av  # imported lazily: PyAV is heavy and most code paths never decode video
+
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise VideoReadError(f"{path}: contains no video stream")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            for count, frame in enumerate(container.decode(stream), start=1):
-                yield frame.to_ndarray(format="rgb24")
-                if max_frames is not None and count >= max_frames:
-                    break
+            yield from container.decode(stream)
     except VideoReadError:
         raise
     except Exception as error:  # av.error.* and OSError for truncated or foreign files
