@@ -185,7 +185,11 @@ def test_ddp_fit_then_test_parity(synthetic_root: Path, tmp_path: Path) -> None:
         if value is None:
             assert parity["2"][0][name] is None, name
         else:
-            assert parity["2"][0][name] == pytest.approx(value, rel=1e-5), name
+            # dlib's identity network (AED, CSIM) runs its products with the process's OpenMP threads, which
+            # Lightning halves in 2-process DDP; its embeddings then differ in the 5th digit (measured: AED
+            # 0.068042 vs 0.068048). A wrong reduction or a frame counted twice is off by far more than 1e-3.
+            tolerance = 1e-3 if name.split("/")[-1] in ("aed", "csim") else 1e-5
+            assert parity["2"][0][name] == pytest.approx(value, rel=tolerance), name
 
     # The command line overrides the checkpoint's stored hyper-parameters (here: relative motion).
     relative_dir = tmp_path / "relative"
