@@ -93,7 +93,8 @@ def test_keypoint_warp_losses_have_gradients_everywhere() -> None:
     assert without_grad == []
 
 
-def test_checkpoint_round_trip(tmp_path: Path) -> None:
+def _saved_keypoint_warp(tmp_path: Path) -> tuple[ReenactmentModule, Path]:
+    """A keypoint-warp model (6 keypoints) and its checkpoint written by Lightning, ``tmp_path/model.ckpt``."""
     import lightning as L
 
     model = reenact.models.create_model("keypoint-warp", num_keypoints=6)
@@ -102,6 +103,11 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
     trainer.strategy.connect(model)
     path = tmp_path / "model.ckpt"
     trainer.save_checkpoint(path)
+    return model, path
+
+
+def test_checkpoint_round_trip(tmp_path: Path) -> None:
+    model, path = _saved_keypoint_warp(tmp_path)
     loaded = reenact.models.load_from_checkpoint(path)
     assert type(loaded) is type(model) and loaded.hparams.num_keypoints == 6
     for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
@@ -111,14 +117,7 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
 def test_checkpoint_with_a_removed_hyper_parameter_still_loads(tmp_path: Path) -> None:
     """An older checkpoint whose hyper-parameters include one this version removed (FSRT's former
     ``out_of_frame_max_zoom``) loads with a warning naming it; its weights must still match."""
-    import lightning as L
-
-    model = reenact.models.create_model("keypoint-warp", num_keypoints=6)
-    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, accelerator="cpu")
-    trainer.strategy.connect(model)
-    path = tmp_path / "model.ckpt"
-    trainer.save_checkpoint(path)
+    _, path = _saved_keypoint_warp(tmp_path)
     checkpoint = torch.load(path, weights_only=True)
     checkpoint["hyper_parameters"]["out_of_frame_max_zoom"] = 1.25
     torch.save(checkpoint, path)
