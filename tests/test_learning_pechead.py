@@ -24,7 +24,8 @@ SIZES = dict(image_size=32, reconstructor_backbone="resnet10t", frame_flow="dis"
              dcn_hidden=8, dcn_groups=4, disc_block_expansion=8, disc_max_features=32, disc_num_blocks=3,
              metrics=[])
 #: The CPU-scale recipe of conf/pechead/tiny.yaml.
-RECIPE = dict(output_skip="warped_source", adversarial_start=0.5, adversarial_ramp=0.25, reconstructor_lr=1e-3)
+RECIPE = dict(output_skip="warped_source", adversarial_start=0.5, adversarial_ramp=0.25, reconstructor_lr=1e-3,
+              expression_basis="blendshapes")
 OLD_RECIPE = dict(output_skip="none", adversarial_start=0.0, adversarial_ramp=0.0, reconstructor_lr=1e-3)
 MIN_DISTANCE = 6
 R_STEPS, G_BATCHES = 40, 60

@@ -348,6 +348,18 @@ register(
 )
 register(
     WeightSpec(
+        name="bfm-front",
+        files=("BFM_model_front.mat",),
+        description="Basel Face Model 2009 with Deng et al.'s 64 expression components (Deep3DFaceRecon's "
+        "front-face model): PECHead's expression basis with `--model.expression_basis bfm` (paper 000 Sec. 3.1)",
+        source="not redistributable: request 01_MorphableModel.mat at https://faces.dmi.unibas.ch/bfm/ and get "
+        "Exp_Pca.bin (Guo et al., 3DDFA), then build BFM_model_front.mat with Deep3DFaceRecon_pytorch's "
+        "util/load_mats.py (https://github.com/sicxu/Deep3DFaceRecon_pytorch#prepare-prerequisite-models)",
+        in_torch_hub=False,
+    )
+)
+register(
+    WeightSpec(
         name="face-alignment-2dfan4",
         files=("2DFAN4-cd938726ad.zip",),
         description="face-alignment 2D-FAN4 68-landmark network (AKD as in FOMM); needs the S3FD detector",

@@ -133,6 +133,12 @@ class FaceModel3D(torch.nn.Module):
 
     Holds buffers only (no trainable parameters). Buffers are float32; every method computes in the
     dtype and device of its inputs, so float64 inputs give float64 results.
+
+    Args:
+        expression_basis: ``[K, 68, 3]`` linear expression displacements in model units that replace the 7
+            blendshapes (a learned or BFM basis, :mod:`reenact.face.expression_basis`); its coefficients are
+            signed (standard deviations for a learned basis) and there are no blinks closing onto the lid.
+            The basis is then a persistent buffer (it belongs in a checkpoint); ``None``: the blendshapes.
     """
 
     num_landmarks: int = NUM_LANDMARKS
@@ -142,20 +148,28 @@ class FaceModel3D(torch.nn.Module):
     identity_basis: Tensor  # [I, 68, 3]
     expression_basis: Tensor  # [E, 68, 3]
 
-    def __init__(self) -> None:
+    def __init__(self, expression_basis: Tensor | None = None) -> None:
         super().__init__()
         mean_mm = mean_shape_mm()
         names, identity_mm = identity_basis_mm(mean_mm)
-        expression_mm = expression_basis_mm(mean_mm)
         centroid = mean_mm.mean(axis=0)
         self.identity_names: tuple[str, ...] = names
         self.register_buffer(
             "mean_shape", torch.from_numpy((mean_mm - centroid) / MM_PER_UNIT).float(), persistent=False
         )
         self.register_buffer("identity_basis", torch.from_numpy(identity_mm / MM_PER_UNIT).float(), persistent=False)
-        self.register_buffer(
-            "expression_basis", torch.from_numpy(expression_mm / MM_PER_UNIT).float(), persistent=False
-        )
+        #: True for the 7 named blendshapes (coefficients in [0, 1], blinks), False for a linear basis.
+        self.blendshapes = expression_basis is None
+        if expression_basis is None:
+            expression_mm = expression_basis_mm(mean_mm)
+            self.register_buffer(
+                "expression_basis", torch.from_numpy(expression_mm / MM_PER_UNIT).float(), persistent=False
+            )
+        else:
+            if expression_basis.ndim != 3 or expression_basis.shape[1:] != (NUM_LANDMARKS, 3):
+                raise ValueError(f"expression_basis must be [K, 68, 3], got {tuple(expression_basis.shape)}")
+            self.register_buffer("expression_basis", expression_basis.detach().float().clone())
+            self.expression_names = tuple(f"expression_{k:02d}" for k in range(expression_basis.shape[0]))
         self._blink_index = {
             "right": EXPRESSION_NAMES.index("blink_right"),
             "left": EXPRESSION_NAMES.index("blink_left"),
@@ -167,7 +181,7 @@ class FaceModel3D(torch.nn.Module):
 
     @property
     def expression_dim(self) -> int:
-        return len(self.expression_names)
+        return int(self.expression_basis.shape[0])
 
     def expression_vector(self, **values: float) -> Tensor:
         """``[E]`` float32 expression coefficients from keyword values, e.g. ``jaw_open=0.5``."""
@@ -187,6 +201,8 @@ class FaceModel3D(torch.nn.Module):
         expression = expression.to(dtype)
         neutral = mean + torch.einsum("...i,inc->...nc", identity, self.identity_basis.to(mean))
         points = neutral + torch.einsum("...e,enc->...nc", expression, self.expression_basis.to(mean))
+        if not self.blendshapes:
+            return points
         # Blinks close each eye onto a line 80% of the way down its own lid opening, whatever the
         # identity's eye size, so they cannot be a fixed linear delta.
         upper_index, lower_index, weight_index = [], [], []

@@ -253,16 +253,17 @@ class StudioSession:
 
     # ----------------------------------------------------------------------------------------- PECHead
     def pechead_sliders(self) -> tuple[list[SliderSpec], list[SliderSpec]]:
-        """Yaw, pitch and roll (degrees) and one slider per expression coefficient."""
-        from reenact.face.model3d import EXPRESSION_NAMES
+        """Yaw, pitch and roll (degrees) and one slider per expression coefficient, over the coefficient's usual
+        span plus a margin (blendshapes ``[0, 1]`` ± 0.5, a learned or BFM basis ±4 standard deviations)."""
         from reenact.models.pechead.control import POSE_AXES
 
         pose = [SliderSpec(axis, f"{axis} (degrees)", -60.0, 60.0, ANGLE_STEP) for axis in POSE_AXES]
-        with torch.no_grad():
-            probe = torch.zeros(1, 1, 3, self.size, self.size, device=self._device())
-            count = int(self.model.coefficients(probe)["expression"].shape[-1])
-        names = EXPRESSION_NAMES if len(EXPRESSION_NAMES) == count else [f"expression {i}" for i in range(count)]
-        expression = [SliderSpec(f"expr{i}", f"{i}: {names[i]}", -0.5, 1.5, EXPRESSION_STEP) for i in range(count)]
+        reconstructor = self.model.reconstructor
+        names = reconstructor.face_model.expression_names
+        low, high = reconstructor.expression_range
+        margin = 0.5 if reconstructor.blendshapes else 1.0
+        expression = [SliderSpec(f"expr{i}", f"{i}: {name}", low - margin, high + margin, EXPRESSION_STEP)
+                      for i, name in enumerate(names)]
         return pose, expression
 
     @torch.no_grad()

@@ -32,11 +32,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torchmetrics import MeanMetric
 
-from reenact.data.datasets import SamplingSpec, scale_landmarks
+from reenact.data.datasets import SamplingSpec
 from reenact.metrics import EXPRESSION_TRANSFER, FRONTALISATION
 from reenact.models.base import ReenactmentModule
 from reenact.models.lpmm.adaptor import BACKBONES, LPAdaptor, pose_regularisation, rgb_loss
@@ -301,35 +300,13 @@ class LPMM(ReenactmentModule):
 
     def _annotated_frames(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Every annotated, *detected* training frame's landmarks ``[N, 68, 2]`` (pixels of ``image_size``
-        frames) and, when the annotations carry it, its head pose ``[N, 3]`` in degrees. Frames an annotation
-        marks ``detected = 0`` (their landmarks are copied from the nearest detected frame) are left out: they
-        would teach the basis a face that was never seen."""
-        datamodule = self.trainer.datamodule
-        records = datamodule.records.get("train", [])
-        if "landmarks" not in datamodule.annotation_keys.get("train", []):
-            raise ValueError("LPMM builds its landmark basis from the training split's annotations "
-                             "(annotations/train/<video>.npz with a 'landmarks' [F, 68, 2] array), and this "
-                             f"dataset has none; `reenact data annotate {datamodule._root()}` writes them with "
-                             "the dlib landmark backend (or use `reenact data synth` for an annotated dataset)")
-        landmark_arrays, pose_arrays = [], []
-        for record in records:
-            with np.load(record.annotation, allow_pickle=False) as data:
-                keep = (np.asarray(data["detected"]).astype(bool) if "detected" in data.files
-                        else np.ones(len(data["landmarks"]), dtype=bool))
-                landmark_arrays.append(scale_landmarks(data["landmarks"][keep], record.height, record.width,
-                                                       self.image_size))
-                pose_arrays.append(torch.as_tensor(np.asarray(data["pose"], np.float32)[keep])
-                                   if "pose" in data.files else None)
-        landmarks = torch.cat(landmark_arrays, 0)
-        if landmarks.shape[0] == 0:
-            raise ValueError("no training frame has a detected face (every annotation has detected = 0)")
-        pose = torch.cat(pose_arrays, 0) if pose_arrays and all(p is not None for p in pose_arrays) else None
-        limit = self.hparams.basis_max_frames
-        if limit is not None and landmarks.shape[0] > limit:
-            chosen = torch.linspace(0, landmarks.shape[0] - 1, limit).round().long()
-            landmarks = landmarks[chosen]
-            pose = pose[chosen] if pose is not None else None
-        return landmarks, pose
+        frames) and, when the annotations carry it, its head pose ``[N, 3]`` in degrees
+        (:func:`reenact.data.annotations.annotated_training_frames`)."""
+        from reenact.data.annotations import annotated_training_frames
+
+        frames = annotated_training_frames(self.trainer.datamodule, self.image_size, "LPMM builds its landmark "
+                                           "basis", self.hparams.basis_max_frames)
+        return frames.landmarks, frames.pose
 
     @torch.no_grad()
     def prepare_adaptor(self, identity_image: torch.Tensor, pose_frames: torch.Tensor) -> None:

@@ -83,6 +83,11 @@ class PECHead(ReenactmentModule):
         stage: ``"generator"`` or ``"reconstructor"`` (see the module docstring).
         reconstructor_backbone: timm name of ``R``'s CNN (paper ``resnet50``), built with ``pretrained=False``.
         reconstructor_ckpt: checkpoint whose ``reconstructor.*`` weights initialise ``R`` (generator stage).
+        expression_basis: ``R``'s expression space (:mod:`reenact.models.pechead.reconstructor`):
+            ``blendshapes`` (the face model's 7), ``learned`` (``expression_components`` PCA components of the
+            training set's pose- and identity-normalised landmarks, fitted when the R stage starts and stored
+            in the checkpoint) or ``bfm`` (Deng et al.'s 64, from ``bfm_path`` or the ``bfm-front`` weights
+            entry: the user's ``BFM_model_front.mat``).
         variant: Table 4 setting: ``kp``, ``lmk``, ``direct``, ``featcat``, ``mmfa`` (no CAP) or ``full``.
         deformable_alignment: Eq. 3 on or off (warp only) in every MMFA level; ``None`` (default): the variant's
             own setting (:data:`VARIANTS`: on for ``mmfa`` and ``full``, off for the four single-level settings).
@@ -120,6 +125,8 @@ class PECHead(ReenactmentModule):
 
     def __init__(self, image_size: int = 64, stage: Literal["generator", "reconstructor"] = "generator",
                  reconstructor_backbone: str = "resnet10t", reconstructor_ckpt: str | None = None,
+                 expression_basis: Literal["blendshapes", "learned", "bfm"] = "blendshapes",
+                 expression_components: int = 32, bfm_path: str | None = None,
                  variant: str = "full", deformable_alignment: bool | None = None, frame_flow: FlowMethod = "auto",
                  num_keypoints: int = 10, block_expansion: int = 16, max_features: int = 128,
                  num_bottleneck_blocks: int = 2, kp_block_expansion: int = 16, kp_max_features: int = 128,
@@ -149,7 +156,9 @@ class PECHead(ReenactmentModule):
         self.train_sampling = SamplingSpec(mode="sequence", num_source=clip_frames, num_driving=clip_frames)
         motion_mode, variant_deformable, use_cap = VARIANTS[variant]
         deformable = variant_deformable if deformable_alignment is None else deformable_alignment
-        self.reconstructor = FaceShapeReconstructor(reconstructor_backbone)
+        self.reconstructor = FaceShapeReconstructor(reconstructor_backbone, expression_basis=expression_basis,
+                                                    expression_components=expression_components,
+                                                    bfm_path=bfm_path)
         if reconstructor_ckpt:
             self.load_reconstructor(reconstructor_ckpt)
         self.generator = PECHeadGenerator(
@@ -197,6 +206,23 @@ class PECHead(ReenactmentModule):
         self.reconstructor.load_state_dict(weights)
         rank_zero_info(f"PECHead: reconstructor R loaded from {path}")
 
+    def on_fit_start(self) -> None:
+        # A learned expression basis is a function of the training annotations: fitted once, before R trains
+        # (a resumed run restores it with the checkpoint). The generator stage needs R's fitted basis.
+        if self.reconstructor.expression_ready:
+            return
+        if self.hparams.stage == "generator":
+            raise ValueError("PECHead generator stage: R's learned expression basis is not fitted; pass the "
+                             "reconstructor stage's checkpoint with --model.reconstructor_ckpt (same "
+                             "--model.expression_basis learned and expression_components)")
+        from reenact.data.annotations import annotated_training_frames
+
+        frames = annotated_training_frames(self.trainer.datamodule, self.hparams.image_size,
+                                           "PECHead learns its expression basis", max_frames=2000)
+        explained = self.reconstructor.fit_expression_basis(frames.landmarks.to(self.device), frames.video)
+        rank_zero_info(f"PECHead: learned {len(explained)} expression components from {len(frames.video)} "
+                       f"frames ({float(explained.sum()):.1%} of the expression displacement energy)")
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
         # R's weights are in the state dict; the stage-1 path need not exist where the checkpoint is loaded.
@@ -216,16 +242,17 @@ class PECHead(ReenactmentModule):
             coeffs = self.reconstructor(images.flatten(0, 1))
         return {k: v.reshape(b, t, *v.shape[1:]) for k, v in coeffs.items()}
 
-    @staticmethod
-    def relative_coefficients(source: Coefficients, driving: Coefficients) -> Coefficients:
+    def relative_coefficients(self, source: Coefficients, driving: Coefficients) -> Coefficients:
         """Relative motion transfer (Sec. 4.4): the source's coefficients plus the driving clip's change from its
-        first frame (scale multiplicatively). ``source`` entries ``[B, 1, ...]``, ``driving`` ``[B, T, ...]``."""
+        first frame (scale multiplicatively; blendshape expressions kept in ``[0, 1]``). ``source`` entries
+        ``[B, 1, ...]``, ``driving`` ``[B, T, ...]``."""
         out = {}
         for key in ("pose", "translation", "expression"):
             out[key] = source[key] + (driving[key] - driving[key][:, :1])
-        out["expression"] = out["expression"].clamp(0, 1)
         out["scale"] = source["scale"] * driving["scale"] / driving["scale"][:, :1]
         out["identity"] = source["identity"].expand_as(driving["identity"])
+        if self.reconstructor.blendshapes:
+            out["expression"] = out["expression"].clamp(0, 1)
         return out
 
     def frame_grids(self, source: torch.Tensor) -> torch.Tensor | None:

@@ -8,6 +8,13 @@ expression, head pose (yaw, pitch, roll), 2D translation and scale of its weak-p
 trained in its own stage with a landmark reprojection loss plus coefficient regularisation
 (:func:`reconstructor_loss`), then frozen.
 
+The expression space (``expression_basis``): the face model's 7 named blendshapes (``"blendshapes"``,
+coefficients in ``[0, 1]``); a basis learned from the training set's landmarks (``"learned"``, the PCA of pose-
+and identity-normalised landmarks, coefficients in standard deviations,
+:func:`reenact.face.expression_basis.learn_expression_basis`); or Deng et al.'s 64 BFM components (``"bfm"``,
+from the user's ``BFM_model_front.mat``), the paper's. A learned or BFM basis is a buffer of ``R`` and travels
+in its checkpoint.
+
 Coordinates: ``FaceModel3D`` projects into ``align_corners=False`` normalised coordinates; everything returned
 here is in the ``align_corners=True`` convention of :mod:`reenact.nn.keypoints` (``-1``/``+1`` = centres of
 the first/last pixel), the one the motion estimators and warps use.
@@ -21,10 +28,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from reenact.face.model3d import FaceModel3D, to_pixels
+from reenact.face.shape_data import NUM_LANDMARKS
 from reenact.nn.keypoints import pixels_to_normalized
 
 #: Keys of a coefficient dictionary and their sizes (``E``/``I`` come from the face model).
 POSE_KEYS = ("pose", "translation", "scale")
+#: Expression spaces of ``R`` (see the module docstring).
+EXPRESSION_BASES = ("blendshapes", "learned", "bfm")
 
 
 def model_to_grid(points: Tensor, size: tuple[int, int]) -> Tensor:
@@ -41,14 +51,38 @@ class FaceShapeReconstructor(nn.Module):
             (ImageNet weights are not fetched at run time; R is trained in its own stage).
         pose_range: degrees the raw yaw/pitch/roll outputs are multiplied by (a unit output = ``pose_range``).
         scale_init: projection scale of a zero output (half a face width in normalised units).
+        expression_basis: ``"blendshapes"``, ``"learned"`` (fitted by :meth:`fit_expression_basis` before
+            training, ``expression_components`` of them) or ``"bfm"`` (``bfm_path``, else the ``bfm-front``
+            entry of :mod:`reenact.weights`; a clear error names the file when it is missing).
 
     Forward: ``image [B, 3, H, W]`` in ``[0, 1]`` -> dict ``pose [B, 3]`` (degrees), ``translation [B, 2]``,
-    ``scale [B]``, ``expression [B, E]`` (in ``[0, 1]`` like the face model's), ``identity [B, I]``.
+    ``scale [B]``, ``expression [B, E]`` (blendshapes: in ``[0, 1]``; a linear basis: signed), ``identity [B, I]``.
     """
 
-    def __init__(self, backbone: str = "resnet50", pose_range: float = 60.0, scale_init: float = 0.5) -> None:
+    expression_basis_fitted: torch.Tensor
+
+    def __init__(self, backbone: str = "resnet50", pose_range: float = 60.0, scale_init: float = 0.5,
+                 expression_basis: str = "blendshapes", expression_components: int = 32,
+                 bfm_path: str | None = None) -> None:
         super().__init__()
-        self.face_model = FaceModel3D()
+        if expression_basis not in EXPRESSION_BASES:
+            raise ValueError(f"expression_basis must be one of {EXPRESSION_BASES}, got {expression_basis!r}")
+        self.expression_kind = expression_basis
+        if expression_basis == "blendshapes":
+            self.face_model = FaceModel3D()
+        else:
+            if expression_basis == "bfm":
+                from reenact.face.expression_basis import load_bfm_expression_basis
+                from reenact.weights import resolve
+
+                basis = load_bfm_expression_basis(bfm_path or resolve("bfm-front"))
+            else:
+                if expression_components < 1:
+                    raise ValueError(f"expression_components must be >= 1, got {expression_components}")
+                basis = torch.zeros(expression_components, NUM_LANDMARKS, 3)
+            self.face_model = FaceModel3D(expression_basis=basis)
+            # Registered only for a linear basis, so checkpoints of blendshape models keep their keys.
+            self.register_buffer("expression_basis_fitted", torch.tensor(expression_basis == "bfm"))
         self.backbone = timm.create_model(backbone, pretrained=False, num_classes=0)
         self.expression_dim = self.face_model.expression_dim
         self.identity_dim = self.face_model.identity_dim
@@ -59,9 +93,38 @@ class FaceShapeReconstructor(nn.Module):
         # A zero head predicts the mean face, frontal, centred, at scale_init: a sane start for reprojection.
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
-        with torch.no_grad():
-            # Expression sigmoid(-3) ~ 0.05: near neutral without saturating the gradient.
-            self.head.bias[6:6 + self.expression_dim].fill_(-3.0)
+        if self.blendshapes:
+            with torch.no_grad():
+                # Expression sigmoid(-3) ~ 0.05: near neutral without saturating the gradient.
+                self.head.bias[6:6 + self.expression_dim].fill_(-3.0)
+
+    @property
+    def blendshapes(self) -> bool:
+        """True for the 7 named blendshapes (coefficients in ``[0, 1]``), False for a learned or BFM basis."""
+        return self.expression_kind == "blendshapes"
+
+    @property
+    def expression_range(self) -> tuple[float, float]:
+        """The usual span of one expression coefficient (for sliders): ``[0, 1]``, or ±3 standard deviations."""
+        return (0.0, 1.0) if self.blendshapes else (-3.0, 3.0)
+
+    @property
+    def expression_ready(self) -> bool:
+        """False for a learned basis not fitted yet (its landmarks would ignore every expression)."""
+        return self.blendshapes or bool(self.expression_basis_fitted)
+
+    @torch.no_grad()
+    def fit_expression_basis(self, landmarks_px: Tensor, video_index: Tensor) -> Tensor:
+        """Learn the ``"learned"`` basis from annotated frames (``[N, 68, 2]`` pixels, ``[N]`` video ids);
+        returns the fraction of the displacement energy each component explains ``[K]``."""
+        if self.expression_kind != "learned":
+            raise ValueError(f"R's expression basis is {self.expression_kind!r}; only 'learned' is fitted")
+        from reenact.face.expression_basis import learn_expression_basis
+
+        learned = learn_expression_basis(landmarks_px, video_index, self.expression_dim)
+        self.face_model.expression_basis.copy_(learned.basis.to(self.face_model.expression_basis))
+        self.expression_basis_fitted.fill_(True)
+        return learned.explained
 
     @property
     def coefficient_dim(self) -> int:
@@ -75,7 +138,7 @@ class FaceShapeReconstructor(nn.Module):
             "pose": raw[:, 0:3] * self.pose_range,
             "translation": raw[:, 3:5],
             "scale": self.scale_init * torch.exp(raw[:, 5]),
-            "expression": torch.sigmoid(raw[:, 6:6 + e]),
+            "expression": torch.sigmoid(raw[:, 6:6 + e]) if self.blendshapes else raw[:, 6:6 + e],
             "identity": raw[:, 6 + e:],
         }
 
