@@ -106,11 +106,17 @@ def test_bfm_file_errors_name_the_file(tmp_path: Path, monkeypatch: pytest.Monke
         load_bfm_expression_basis(broken)
     monkeypatch.setenv("REENACT_WEIGHTS_DIR", str(tmp_path / "nothing"))
     monkeypatch.delenv("REENACT_WEIGHTS_BFM_FRONT", raising=False)
+    # Without the file a model still builds (a checkpoint would bring the basis); training asks for the file.
+    module = PECHead(image_size=32, expression_basis="bfm", metrics=[])
+    assert not module.reconstructor.expression_ready
     with pytest.raises(MissingWeightsError, match="BFM_model_front.mat"):
-        PECHead(image_size=32, expression_basis="bfm", metrics=[])
+        module.on_fit_start()
 
 
-def test_pechead_bfm_basis_from_a_configured_path(tmp_path: Path) -> None:
+def test_pechead_bfm_basis_from_a_configured_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The BFM basis loads from ``bfm_path``; its checkpoint carries it to a machine without the file."""
+    monkeypatch.setenv("REENACT_WEIGHTS_DIR", str(tmp_path / "nothing"))
+    monkeypatch.delenv("REENACT_WEIGHTS_BFM_FRONT", raising=False)
     path = tmp_path / "BFM_model_front.mat"
     _write_bfm(path, torch.randn(64, 68, 3) * 0.02)
     module = PECHead(image_size=32, expression_basis="bfm", bfm_path=str(path), metrics=[]).eval()
@@ -118,6 +124,12 @@ def test_pechead_bfm_basis_from_a_configured_path(tmp_path: Path) -> None:
         coefficients = module.coefficients(torch.rand(1, 1, 3, 32, 32))
     assert coefficients["expression"].shape == (1, 1, 64)
     assert module.reconstructor.expression_ready and module.reconstructor.expression_range == (-3.0, 3.0)
+    elsewhere = PECHead(image_size=32, expression_basis="bfm", metrics=[])
+    assert not elsewhere.reconstructor.expression_ready
+    elsewhere.load_state_dict(module.state_dict())
+    assert elsewhere.reconstructor.expression_ready
+    torch.testing.assert_close(elsewhere.reconstructor.face_model.expression_basis,
+                               module.reconstructor.face_model.expression_basis)
 
 
 def test_pechead_learns_its_expression_basis_in_the_r_stage_and_keeps_it(synthetic_root: Path,

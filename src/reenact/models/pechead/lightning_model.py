@@ -211,6 +211,9 @@ class PECHead(ReenactmentModule):
         # (a resumed run restores it with the checkpoint). The generator stage needs R's fitted basis.
         if self.reconstructor.expression_ready:
             return
+        if self.hparams.expression_basis == "bfm":
+            self.reconstructor.load_bfm_basis()  # names BFM_model_front.mat and where it goes when missing
+            return
         if self.hparams.stage == "generator":
             raise ValueError("PECHead generator stage: R's learned expression basis is not fitted; pass the "
                              "reconstructor stage's checkpoint with --model.reconstructor_ckpt (same "

@@ -35,6 +35,8 @@ from reenact.nn.keypoints import pixels_to_normalized
 POSE_KEYS = ("pose", "translation", "scale")
 #: Expression spaces of ``R`` (see the module docstring).
 EXPRESSION_BASES = ("blendshapes", "learned", "bfm")
+#: Deng et al.'s BFM expression components (FaceWarehouse PCA).
+BFM_EXPRESSION_COMPONENTS = 64
 
 
 def model_to_grid(points: Tensor, size: tuple[int, int]) -> Tensor:
@@ -52,8 +54,9 @@ class FaceShapeReconstructor(nn.Module):
         pose_range: degrees the raw yaw/pitch/roll outputs are multiplied by (a unit output = ``pose_range``).
         scale_init: projection scale of a zero output (half a face width in normalised units).
         expression_basis: ``"blendshapes"``, ``"learned"`` (fitted by :meth:`fit_expression_basis` before
-            training, ``expression_components`` of them) or ``"bfm"`` (``bfm_path``, else the ``bfm-front``
-            entry of :mod:`reenact.weights`; a clear error names the file when it is missing).
+            training, ``expression_components`` of them) or ``"bfm"`` (Deng et al.'s 64 from ``bfm_path``, else
+            the ``bfm-front`` entry of :mod:`reenact.weights`; without the file the basis is empty until a
+            checkpoint fills it, and training asks for the file by name: :meth:`load_bfm_basis`).
 
     Forward: ``image [B, 3, H, W]`` in ``[0, 1]`` -> dict ``pose [B, 3]`` (degrees), ``translation [B, 2]``,
     ``scale [B]``, ``expression [B, E]`` (blendshapes: in ``[0, 1]``; a linear basis: signed), ``identity [B, I]``.
@@ -71,18 +74,19 @@ class FaceShapeReconstructor(nn.Module):
         if expression_basis == "blendshapes":
             self.face_model = FaceModel3D()
         else:
-            if expression_basis == "bfm":
-                from reenact.face.expression_basis import load_bfm_expression_basis
-                from reenact.weights import resolve
-
-                basis = load_bfm_expression_basis(bfm_path or resolve("bfm-front"))
-            else:
-                if expression_components < 1:
-                    raise ValueError(f"expression_components must be >= 1, got {expression_components}")
-                basis = torch.zeros(expression_components, NUM_LANDMARKS, 3)
-            self.face_model = FaceModel3D(expression_basis=basis)
+            if expression_components < 1:
+                raise ValueError(f"expression_components must be >= 1, got {expression_components}")
+            size = BFM_EXPRESSION_COMPONENTS if expression_basis == "bfm" else expression_components
+            self.face_model = FaceModel3D(expression_basis=torch.zeros(size, NUM_LANDMARKS, 3))
             # Registered only for a linear basis, so checkpoints of blendshape models keep their keys.
-            self.register_buffer("expression_basis_fitted", torch.tensor(expression_basis == "bfm"))
+            self.register_buffer("expression_basis_fitted", torch.tensor(False))
+            self.bfm_path = bfm_path
+            if expression_basis == "bfm":
+                from reenact.weights import available
+
+                # Without the file the basis stays empty: a checkpoint brings it; training asks for the file.
+                if bfm_path or available("bfm-front"):
+                    self.load_bfm_basis()
         self.backbone = timm.create_model(backbone, pretrained=False, num_classes=0)
         self.expression_dim = self.face_model.expression_dim
         self.identity_dim = self.face_model.identity_dim
@@ -112,6 +116,25 @@ class FaceShapeReconstructor(nn.Module):
     def expression_ready(self) -> bool:
         """False for a learned basis not fitted yet (its landmarks would ignore every expression)."""
         return self.blendshapes or bool(self.expression_basis_fitted)
+
+    @torch.no_grad()
+    def load_bfm_basis(self) -> None:
+        """Read the ``"bfm"`` basis from ``bfm_path``, else the ``bfm-front`` weights entry.
+
+        Raises:
+            reenact.weights.MissingWeightsError: no ``BFM_model_front.mat`` (the message says where to put it).
+            ValueError: the file is not Deng et al.'s layout, or has another number of components.
+        """
+        from reenact.face.expression_basis import load_bfm_expression_basis
+        from reenact.weights import resolve
+
+        path = self.bfm_path or resolve("bfm-front")
+        basis = load_bfm_expression_basis(path)
+        if basis.shape != self.face_model.expression_basis.shape:
+            raise ValueError(f"{path}: {basis.shape[0]} expression components, expected "
+                             f"{self.face_model.expression_basis.shape[0]}")
+        self.face_model.expression_basis.copy_(basis.to(self.face_model.expression_basis))
+        self.expression_basis_fitted.fill_(True)
 
     @torch.no_grad()
     def fit_expression_basis(self, landmarks_px: Tensor, video_index: Tensor) -> Tensor:
