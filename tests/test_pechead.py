@@ -597,3 +597,17 @@ def test_discriminator_learns_to_tell_real_from_blurred_frames(synthetic_root: P
         optimizer.step()
         values.append(loss.item())
     assert values[0] > 3.5 and min(values[-5:]) < 3.0, values
+
+
+@pytest.mark.parametrize("shift", [(2, 0), (3, -2)])
+def test_lucas_kanade_frame_flow_recovers_a_translation_batched(shift: tuple[int, int]) -> None:
+    """The device-side classical flow (``frame_flow: lucas-kanade``, and ``auto`` on GPU frames without RAFT): a
+    batch of two frames moved by whole pixels is warped back onto the moved frames inside the borders."""
+    flow = FrameFlow("lucas-kanade")
+    previous = torch.cat([_smooth_clip(1, 1, 48, seed=0)[:, 0], _smooth_clip(1, 1, 48, seed=1)[:, 0]])
+    current = torch.roll(previous, shifts=(shift[1], shift[0]), dims=(-2, -1))
+    grid = flow(previous, current)
+    assert grid.shape == (2, 48, 48, 2) and grid.isfinite().all()
+    before = (previous - current)[..., 12:36, 12:36].abs().mean()
+    after = (warp(previous, grid) - current)[..., 12:36, 12:36].abs().mean()
+    assert after < 0.25 * before, (float(before), float(after))
