@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from reenact.face.model3d import FaceModel3D, rotation_matrix
+from reenact.face.similarity import similarity_transform
 
 #: Minimum-norm 3D lift of an image-plane displacement: a 2D residual gives no depth, so it is taken as 0 in the
 #: camera frame and rotated back with the frame's head pose.
@@ -115,17 +116,6 @@ def learn_expression_basis(landmarks_px: Tensor | np.ndarray, video_index: Tenso
                                   frames=n)
 
 
-def _similarity(source: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray]:
-    """Scale and proper rotation (Umeyama 1991) that map centred ``source [N, 3]`` onto centred ``target``."""
-    covariance = target.T @ source / len(source)
-    u, s, vt = np.linalg.svd(covariance)
-    d = np.eye(3)
-    d[2, 2] = np.sign(np.linalg.det(u @ vt))
-    rotation = u @ d @ vt
-    scale = float(np.trace(np.diag(s) @ d) / source.var(0).sum())
-    return scale, rotation
-
-
 def load_bfm_expression_basis(path: str | Path) -> Tensor:
     """Deng et al.'s 64 BFM expression components at the 68 landmarks, in canonical model units ``[64, 68, 3]``.
 
@@ -158,9 +148,9 @@ def load_bfm_expression_basis(path: str | Path) -> Tensor:
     # BFM's y axis points up, the face model's down (x to the image right and z to the camera in both).
     flip = np.diag([1.0, -1.0, 1.0])
     bfm_mean = mean[keypoints] @ flip
-    model_mean = FaceModel3D().mean_shape.double().numpy()
-    scale, rotation = _similarity(bfm_mean - bfm_mean.mean(0), model_mean - model_mean.mean(0))
-    linear = scale * rotation @ flip
+    model_mean = FaceModel3D().mean_shape.double()
+    scale, rotation, _ = similarity_transform(torch.from_numpy(bfm_mean)[None], model_mean[None])
+    linear = float(scale[0]) * rotation[0].numpy() @ flip
     basis = np.einsum("ij,njk->kni", linear, expression)  # [K, 68, 3]
     return torch.from_numpy(basis).float()
 

@@ -40,6 +40,7 @@ import torch
 from torch import Tensor
 
 from reenact.data.video import atomic_path
+from reenact.face.similarity import similarity_transform
 
 if TYPE_CHECKING:
     from reenact.models.lpmm.lightning_model import LPMM
@@ -320,22 +321,6 @@ def edit(model: LPMM, source: Tensor, params: dict[int, float] | None = None, pr
 EXPRESSION_POINTS = (*range(5, 12), *range(17, 27), *range(36, 68))
 #: Points that follow the head rather than the expression: upper face contour, nose, eye corners.
 ANCHOR_POINTS = (*range(0, 5), *range(12, 17), *range(27, 36), 36, 39, 42, 45)
-
-
-def similarity_transform(moving: Tensor, fixed: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Least-squares 2D similarity (Umeyama 1991) taking ``moving [B, N, 2]`` onto ``fixed [B, N, 2]``: scale
-    ``[B]``, rotation ``[B, 2, 2]`` and translation ``[B, 2]`` with ``fixed ~ scale * moving @ R.T + t``."""
-    mu_m, mu_f = moving.mean(1, keepdim=True), fixed.mean(1, keepdim=True)
-    xm, xf = moving - mu_m, fixed - mu_f
-    covariance = xf.transpose(1, 2) @ xm / moving.shape[1]
-    u, singular, vh = torch.linalg.svd(covariance)
-    sign = torch.sign(torch.linalg.det(u @ vh))
-    sign = torch.where(sign == 0, torch.ones_like(sign), sign)
-    correction = torch.stack([torch.ones_like(sign), sign], -1)
-    rotation = u @ torch.diag_embed(correction) @ vh
-    scale = (singular * correction).sum(-1) / xm.pow(2).sum((1, 2)).div(moving.shape[1]).clamp_min(1e-12)
-    translation = mu_f[:, 0] - scale[:, None] * (mu_m @ rotation.transpose(1, 2))[:, 0]
-    return scale, rotation, translation
 
 
 def mix_expression(source_points: Tensor, reference_points: Tensor) -> Tensor:
