@@ -6,7 +6,9 @@ Each (model, processes) pair runs in a fresh child: ``Trainer(strategy="ddp", de
 (N = 1: the default single-device strategy) fits the preset's model on the default synthetic dataset with the
 preset's batch size, validation off. A callback timestamps the start of every batch on rank 0; the median gap
 after ``--warmup`` batches is the time per optimisation iteration, and samples per second are
-``batch_size x N / median``. On a machine with fewer cores than ``N x torch threads`` the processes share cores,
+``batch_size x N / median``. Steady state is measured: before timing, every training video is decoded once into
+the process's frame cache (:data:`reenact.data.datasets.VIDEO_CACHE`), as the first epoch of any real run does;
+otherwise the first dozen batches, the ones timed, would each decode several whole videos. On a machine with fewer cores than ``N x torch threads`` the processes share cores,
 and the 2-process figure says how much DDP costs there rather than how it scales.
 
 Notes per model: ``pechead`` trains its generator stage (R frozen, random weights: the cost is the same);
@@ -49,6 +51,13 @@ def child(name: str, devices: int, batches: int, warmup: int, out: Path) -> None
     class BatchTimer(L.Callback):
         def __init__(self) -> None:
             self.times: list[float] = []
+
+        def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+            from reenact.data.datasets import VIDEO_CACHE
+
+            for record in trainer.datamodule.records["train"]:
+                if Path(record.path).is_file():  # frame folders are read per frame, not cached
+                    VIDEO_CACHE.get(Path(record.path))
 
         def on_train_batch_start(self, trainer: L.Trainer, module: L.LightningModule, batch: Any,
                                  index: int) -> None:
