@@ -35,13 +35,9 @@ SMALL_DECODER = {"decoder_heads": 6, "decoder_mlp_dim": 768, "render_hidden": (1
 
 
 def generator_kwargs() -> dict:
-    import inspect
-
     from reenact.models import preset_config
-    from reenact.models.fsrt.torch_model import FSRTGenerator
 
-    names = set(inspect.signature(FSRTGenerator).parameters)
-    return {k: v for k, v in preset_config("fsrt", "paper")["model"].items() if k in names}
+    return dict(preset_config("fsrt", "paper")["model"]["generator"])
 
 
 def parameters() -> dict:

@@ -8,8 +8,9 @@ preset's batch size, validation off. A callback timestamps the start of every ba
 after ``--warmup`` batches is the time per optimisation iteration, and samples per second are
 ``batch_size x N / median``. Steady state is measured: before timing, every training video is decoded once into
 the process's frame cache (:data:`reenact.data.datasets.VIDEO_CACHE`), as the first epoch of any real run does;
-otherwise the first dozen batches, the ones timed, would each decode several whole videos. On a machine with fewer cores than ``N x torch threads`` the processes share cores,
-and the 2-process figure says how much DDP costs there rather than how it scales.
+otherwise the first dozen batches, the ones timed, would each decode several whole videos. On a machine with
+fewer cores than ``N x torch threads`` the processes share cores, and the 2-process figure says how much DDP
+costs there rather than how it scales.
 
 Notes per model: ``pechead`` trains its generator stage (R frozen, random weights: the cost is the same);
 ``lpmm`` its first (regressor) stage over a randomly initialised tiny LIA backbone; ``fsrt`` its phase I

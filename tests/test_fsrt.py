@@ -533,7 +533,7 @@ def test_patch_init_makes_the_set_latents_sensitive_to_the_source() -> None:
 
     def spread(**overrides: object) -> float:
         torch.manual_seed(0)
-        generator = tiny(num_conv_blocks=3, **overrides).generator.eval()
+        generator = tiny(generator={"num_conv_blocks": 3, **overrides}).generator.eval()
         with torch.no_grad():
             kp, expr = generator.extract(batch["source"].flatten(0, 1))
             rep = generator.input_representation(batch["source"], kp[:, None], expr[:, None])
@@ -543,10 +543,10 @@ def test_patch_init_makes_the_set_latents_sensitive_to_the_source() -> None:
     default = spread(patch_init="default", patch_rgb_gain=1.0, render_bias=None)
     assert spread(patch_init="kaiming", patch_rgb_gain=1.0) > 10 * default
     assert spread(patch_init="kaiming", patch_rgb_gain=2.0) > spread(patch_init="kaiming", patch_rgb_gain=1.0)
-    model = tiny(render_bias=0.5)
+    model = tiny(generator={"render_bias": 0.5})
     assert torch.all(model.generator.decoder.render_mlp[-1].bias == 0.5)
     with pytest.raises(ValueError, match="patch_init"):
-        tiny(patch_init="xavier")
+        tiny(generator={"patch_init": "xavier"})
 
 
 def test_positional_attention_init_makes_the_decoder_look_up_the_token_under_each_pixel() -> None:
@@ -582,3 +582,25 @@ def test_positional_attention_init_makes_the_decoder_look_up_the_token_under_eac
         after = (head0_argmax() == under).float().mean()
     assert r2 > 0.5
     assert before < 0.1 and after > 0.6, (before, after)
+
+
+def test_generator_config_is_one_section_merged_field_by_field_and_upgraded_from_flat_checkpoints() -> None:
+    """The architecture is declared once (``FSRTConfig``): a ``generator`` override changes only the fields it names,
+    the module stores it as a plain mapping (weights-only checkpoints), unknown fields are refused by name, and the
+    flat hyper-parameters of checkpoints written before the section existed are moved into it."""
+    from reenact.models.fsrt import FSRTConfig
+    from reenact.models.fsrt.lightning_model import FSRT
+
+    model = tiny(generator={"latent_dim": 48})
+    assert model.generator.config.latent_dim == 48
+    assert model.generator.config.patch_init == "kaiming"  # the preset's other fields stay
+    assert model.hparams["generator"]["latent_dim"] == 48 and isinstance(model.hparams["generator"], dict)
+    assert model.generator.encoder.per_patch_linear.out_channels == 48
+    with pytest.raises(TypeError, match="latent_dimension"):
+        tiny(generator={"latent_dimension": 48})
+    legacy = {"image_size": 64, "latent_dim": 48, "render_hidden": None, "expression_hidden": [8, 8], "lr": 1e-3}
+    upgraded = FSRT.upgrade_hyper_parameters(legacy)
+    assert upgraded == {"image_size": 64, "lr": 1e-3, "generator": {"latent_dim": 48, "expression_hidden": [8, 8]}}
+    config = FSRTConfig.coerce(upgraded["generator"])
+    assert config.render_hidden == FSRTConfig().render_hidden and config.expression_hidden == (8, 8)
+    assert FSRT.upgrade_hyper_parameters(upgraded) == upgraded

@@ -15,7 +15,7 @@ from typing import Any
 
 from reenact.argparsing import ArgumentParser
 
-#: Extra FSRT arguments of the released small-decoder model (``runs/vox256/vox256_small.yaml``).
+#: FSRT generator fields of the released small-decoder model (``runs/vox256/vox256_small.yaml``).
 FSRT_SMALL_DECODER = {"decoder_heads": 6, "decoder_mlp_dim": 768, "render_hidden": [1536, 768]}
 
 
@@ -26,7 +26,7 @@ def convert_fsrt(checkpoint: str | None, kp_detector: str | None, preset: str = 
     from reenact.models import create_model
     from reenact.models.fsrt.official import load_official
 
-    overrides: dict[str, Any] = dict(FSRT_SMALL_DECODER) if small_decoder else {}
+    overrides: dict[str, Any] = {"generator": dict(FSRT_SMALL_DECODER)} if small_decoder else {}
     # Released weights replace the training-start initialisation, and the detector needs no pretraining stage.
     overrides.update(kp_pretrain_steps=0)
     module = create_model("fsrt", preset=preset, **overrides)

@@ -189,7 +189,12 @@ def create_model(name: str, preset: str = DEFAULT_PRESET, checkpoint_path: str |
     arguments = dict(preset_config(name, preset).get("model") or {})
     # A Lightning CLI config may nest the arguments under init_args.
     arguments = dict(arguments.get("init_args", arguments))
-    arguments.update(overrides)
+    for key, value in overrides.items():
+        # A nested section (e.g. FSRT's `generator`) is updated field by field, as `--model.generator.x` is.
+        if isinstance(value, dict) and isinstance(arguments.get(key), dict):
+            arguments[key] = {**arguments[key], **value}
+        else:
+            arguments[key] = value
     return cls(**arguments)
 
 
@@ -225,7 +230,7 @@ def load_from_checkpoint(path: str | Path, map_location: str = "cpu", strict: bo
     if not info or "model" not in info:
         raise CheckpointError(f"{path}: has no 'reenact' section naming its model; was it written by reenact?")
     model_class = get_entry(info["model"]).load_class()
-    hparams = stored_hyper_parameters(checkpoint)
+    hparams = model_class.upgrade_hyper_parameters(stored_hyper_parameters(checkpoint))
     parameters = inspect.signature(model_class.__init__).parameters
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
         # A hyper-parameter a later version removed (e.g. a training-only augmentation setting) does not stop an

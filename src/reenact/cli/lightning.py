@@ -39,6 +39,10 @@ def run_lightning(command: str, args: list[str]) -> int:
         stored_name, hyper_parameters = checkpoint_info(checkpoint)
         if name is None:
             name = stored_name
+        if stored_name is not None:
+            from reenact.registry import get_entry
+
+            hyper_parameters = get_entry(stored_name).load_class().upgrade_hyper_parameters(hyper_parameters)
         elif stored_name is not None and stored_name != name:
             raise SystemExit(f"reenact: {checkpoint} holds a {stored_name!r} model, not {name!r}")
     if name is None:

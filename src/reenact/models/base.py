@@ -79,6 +79,12 @@ class ReenactmentModule(L.LightningModule):
     #: Editing protocol: frames 0, s, 2s, ... of each test video are edited (bounds its cost; s = 4).
     editing_frame_stride: ClassVar[int] = 4
 
+    @classmethod
+    def upgrade_hyper_parameters(cls, hparams: dict[str, Any]) -> dict[str, Any]:
+        """A checkpoint's stored constructor arguments in this version's form (e.g. architecture fields that
+        moved into a ``generator`` section). The base class changes nothing."""
+        return hparams
+
     def __init__(self, image_size: int = 64, metrics: list[str] | None = None, relative: bool = False,
                  eval_chunk: int = 16, num_sample_frames: int = 4) -> None:
         super().__init__()

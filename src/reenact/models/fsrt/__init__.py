@@ -9,6 +9,7 @@ See ``README.md`` in this folder for the paper-to-code map and the deviations.
 """
 
 from reenact.models.fsrt.official import OFFICIAL_PARTS, load_official, official_layout
-from reenact.models.fsrt.torch_model import FSRTGenerator, best_initial_frame, pixel_grid
+from reenact.models.fsrt.torch_model import FSRTConfig, FSRTGenerator, best_initial_frame, pixel_grid
 
-__all__ = ["OFFICIAL_PARTS", "FSRTGenerator", "best_initial_frame", "load_official", "official_layout", "pixel_grid"]
+__all__ = ["OFFICIAL_PARTS", "FSRTConfig", "FSRTGenerator", "best_initial_frame", "load_official", "official_layout",
+           "pixel_grid"]

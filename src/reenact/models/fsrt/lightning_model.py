@@ -30,6 +30,7 @@ Adam with linear warm-up then exponential decay (``LambdaLR``), as the released 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import asdict, fields
 from typing import Any
 
 import torch
@@ -56,7 +57,7 @@ from reenact.models.fsrt.losses import (
     regularisation_loss,
     strided_pixel_indices,
 )
-from reenact.models.fsrt.torch_model import FSRTGenerator, best_initial_frame, pixel_grid
+from reenact.models.fsrt.torch_model import FSRTConfig, FSRTGenerator, best_initial_frame, pixel_grid
 from reenact.nn.discriminators import MultiScaleDiscriminator
 from reenact.nn.keypoints import pixels_to_normalized
 from reenact.nn.losses import feature_matching_loss, lsgan_d_loss, lsgan_g_loss
@@ -67,16 +68,16 @@ from reenact.training.schedules import WarmupExponentialDecay
 class FSRT(ReenactmentModule):
     """FSRT (Rochow et al., CVPR 2024): set-latent transformer face reenactment.
 
-    Architecture arguments are those of :class:`~reenact.models.fsrt.torch_model.FSRTGenerator` (``paper`` preset: the
-    released sizes). Training arguments (paper values in brackets):
+    Training arguments (paper values in brackets):
 
     Args:
+        generator: the architecture, :class:`~reenact.models.fsrt.torch_model.FSRTConfig` (its defaults and the
+            ``paper`` preset: the released sizes); a mapping of its fields is accepted too (``create_model("fsrt",
+            generator={"latent_dim": 96})``, ``--model.generator.latent_dim 96``, a checkpoint's
+            hyper-parameters), and is stored as a plain mapping.
         train_sources: source frames per training sample (1; the 2-Src model: 2); sets ``train_sampling``, which
             ``--data.num_source`` still overrides. Any number of sources works at inference. (Not ``num_source``:
             that name belongs to the data module, and Lightning refuses equal names with different values.)
-        render_chunk: query pixels decoded at a time when whole frames are rendered (memory bound).
-        patch_init, patch_rgb_gain, render_bias: training-start initialisation of the patch CNN and the render
-            MLP (:class:`~reenact.models.fsrt.torch_model.FSRTGenerator`; defaults: PyTorch's, as released).
         positional_init: at the first FSRT iteration, :meth:`FSRTGenerator.positional_attention_init` on that
             batch's frames: one decoder head starts out looking up the source token under each query pixel
             (a CPU-scale recipe choice; see the README's training recipe). Off in the ``paper`` preset.
@@ -122,36 +123,7 @@ class FSRT(ReenactmentModule):
     def __init__(
         self,
         image_size: int = 256,
-        num_keypoints: int = 10,
-        kp_block_expansion: int = 32,
-        kp_max_features: int = 1024,
-        kp_num_blocks: int = 5,
-        kp_temperature: float = 0.1,
-        kp_scale_factor: float = 0.25,
-        pix_octaves: int = 16,
-        pix_start_octave: int = -1,
-        kp_octaves: int = 4,
-        kp_start_octave: int = -1,
-        expression_size: int = 256,
-        expression_features_per_kp: int = 32,
-        expression_hidden: list[int] | None = None,
-        num_conv_blocks: int = 3,
-        patch_channels: int = 96,
-        latent_dim: int = 768,
-        encoder_depth: int = 5,
-        encoder_heads: int = 12,
-        encoder_dim_head: int = 64,
-        encoder_mlp_dim: int = 1536,
-        input_mlp_hidden: int = 720,
-        decoder_depth: int = 2,
-        decoder_heads: int = 12,
-        decoder_dim_head: int = 64,
-        decoder_mlp_dim: int = 1536,
-        render_hidden: list[int] | None = None,
-        render_chunk: int = 65536,
-        patch_init: str = "default",
-        patch_rgb_gain: float = 1.0,
-        render_bias: float | None = None,
+        generator: FSRTConfig = FSRTConfig(),  # noqa: B008 - frozen, shared safely
         positional_init: bool = False,
         train_sources: int = 1,
         kp_detector_path: str | None = None,
@@ -199,7 +171,10 @@ class FSRT(ReenactmentModule):
     ) -> None:
         super().__init__(image_size=image_size, metrics=metrics, relative=relative, eval_chunk=eval_chunk,
                          num_sample_frames=num_sample_frames)
+        config = FSRTConfig.coerce(generator)
         self.save_hyperparameters()
+        # A plain mapping, so checkpoints load with weights_only=True and config files stay plain YAML.
+        self.hparams["generator"] = asdict(config)
         self.automatic_optimization = False
         if phase3_start < phase2_start:
             raise ValueError(f"phase3_start ({phase3_start}) must not come before phase2_start ({phase2_start})")
@@ -211,26 +186,14 @@ class FSRT(ReenactmentModule):
                                          else [float(w) for w in feature_matching_weights])
         if len(self.feature_matching_weights) != disc_num_blocks:
             raise ValueError(f"feature_matching_weights needs one weight per discriminator block ({disc_num_blocks})")
-        self.generator = FSRTGenerator(
-            num_keypoints=num_keypoints, kp_block_expansion=kp_block_expansion, kp_max_features=kp_max_features,
-            kp_num_blocks=kp_num_blocks, kp_temperature=kp_temperature, kp_scale_factor=kp_scale_factor,
-            pix_octaves=pix_octaves, pix_start_octave=pix_start_octave, kp_octaves=kp_octaves,
-            kp_start_octave=kp_start_octave, expression_size=expression_size,
-            expression_features_per_kp=expression_features_per_kp,
-            expression_hidden=(640, 1280, 640) if expression_hidden is None else tuple(expression_hidden),
-            num_conv_blocks=num_conv_blocks, patch_channels=patch_channels, latent_dim=latent_dim,
-            encoder_depth=encoder_depth, encoder_heads=encoder_heads, encoder_dim_head=encoder_dim_head,
-            encoder_mlp_dim=encoder_mlp_dim, input_mlp_hidden=input_mlp_hidden, decoder_depth=decoder_depth,
-            decoder_heads=decoder_heads, decoder_dim_head=decoder_dim_head, decoder_mlp_dim=decoder_mlp_dim,
-            render_hidden=(1536,) * 4 if render_hidden is None else tuple(render_hidden), render_chunk=render_chunk,
-            patch_init=patch_init, patch_rgb_gain=patch_rgb_gain, render_bias=render_bias,
-        )
+        self.generator = FSRTGenerator(config)
         self.discriminator: MultiScaleDiscriminator | None = None
         if discriminator:
             self.discriminator = MultiScaleDiscriminator(
                 scales=[1.0] if disc_scales is None else disc_scales, num_channels=3,
                 block_expansion=disc_block_expansion, num_blocks=disc_num_blocks, max_features=disc_max_features,
-                spectral_norm=False, num_keypoints=num_keypoints, kp_variance=disc_kp_variance, padding=disc_padding,
+                spectral_norm=False, num_keypoints=config.num_keypoints, kp_variance=disc_kp_variance,
+                padding=disc_padding,
             )
         from reenact.nn.losses import VGG19Perceptual
 
@@ -242,6 +205,22 @@ class FSRT(ReenactmentModule):
         # Training iterations done (batches), independent of Lightning's optimizer-step count.
         self.register_buffer("train_iteration", torch.zeros((), dtype=torch.long))
         self._eval_landmarks: tuple[Tensor | None, Tensor | None] | None = None
+
+    @classmethod
+    def upgrade_hyper_parameters(cls, hparams: dict[str, Any]) -> dict[str, Any]:
+        """Checkpoints written before 2026-12-02 hold the architecture as flat arguments (``latent_dim``, ...):
+        they move into ``generator``."""
+        names = {f.name for f in fields(FSRTConfig)}
+        flat = {k: v for k, v in hparams.items() if k in names}
+        if not flat:
+            return hparams
+        rest = {k: v for k, v in hparams.items() if k not in names}
+        generator = {**flat, **(rest.get("generator") or {})}
+        # The old module spelled the released defaults as None.
+        for key in ("expression_hidden", "render_hidden"):
+            if generator.get(key) is None:
+                generator.pop(key, None)
+        return {**rest, "generator": generator}
 
     # ------------------------------------------------------------------------------------------ inference
     def animate(self, source: Tensor, driving: Tensor, *, relative: bool = False,
@@ -404,7 +383,7 @@ class FSRT(ReenactmentModule):
             predicted = self.generator.decode(z, grid[grad_index], kp_driving, e_decode)
             with torch.no_grad():
                 rest = self.generator.decode(z, grid[rest_index], kp_driving, e_decode,
-                                             chunk_size=hp.render_chunk)
+                                             chunk_size=self.generator.render_chunk)
             full = torch.zeros_like(target_flat)
             full = full.scatter(1, grad_index[..., None].expand(-1, -1, 3), predicted)
             full = full.scatter(1, rest_index[..., None].expand(-1, -1, 3), rest)

@@ -12,7 +12,7 @@ The release consists of
 :class:`~reenact.models.fsrt.torch_model.FSRTGenerator` uses the released submodule and parameter names, so every
 part loads with ``load_state_dict(strict=True)``: no renaming, no missing or unexpected keys. The ``paper``
 preset builds exactly the released sizes (14.15 M + 29.77 M + 15.31 M + 2.56 M parameters); for the small
-decoder use ``decoder_heads=6, decoder_mlp_dim=768, render_hidden=[1536, 768]``.
+decoder set the generator fields ``decoder_heads=6, decoder_mlp_dim=768, render_hidden=[1536, 768]``.
 
 Files are read with ``torch.load(weights_only=True)``: a checkpoint is data, never code to run.
 """
@@ -80,7 +80,7 @@ def _load_part(module: nn.Module, part: str, state: Mapping[str, Any]) -> int:
                   for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
     if missing or unexpected or mismatched:
         lines = [f"the released {part!r} does not fit this model (build it with the `paper` preset; for the small "
-                 "decoder set decoder_heads=6, decoder_mlp_dim=768, render_hidden=[1536, 768]):"]
+                 "decoder set generator={'decoder_heads': 6, 'decoder_mlp_dim': 768, 'render_hidden': [1536, 768]}):"]
         for title, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)):
             if items:
                 shown = ", ".join(items[:8]) + (f", ... ({len(items)} in all)" if len(items) > 8 else "")

@@ -30,7 +30,9 @@ colours (no sigmoid, as released: the MSE is taken on them); :meth:`FSRTGenerato
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -85,10 +87,13 @@ def best_initial_frame(source_landmarks: Tensor, driving_landmarks: Tensor) -> T
     return distance.argmin(dim=1)
 
 
-class FSRTGenerator(nn.Module):
-    """The whole FSRT generator: keypoint detector, expression network, encoder and decoder.
+@dataclass(frozen=True)
+class FSRTConfig:
+    """Architecture of :class:`FSRTGenerator`, declared once: the Lightning module takes it as its ``generator``
+    argument (``model.generator.*`` in configs and on the command line), and its defaults are the released sizes
+    (``runs/vox256/vox256.yaml``).
 
-    Args:
+    Fields:
         num_keypoints: ``n_K`` (10).
         kp_block_expansion, kp_max_features, kp_num_blocks, kp_temperature, kp_scale_factor: FOMM keypoint
             detector (FSRT: 32, 1024, 5, 0.1, 0.25; 14.15 M parameters).
@@ -113,74 +118,106 @@ class FSRTGenerator(nn.Module):
         render_bias: initial bias of the render MLP's last layer (``None``: PyTorch's default); e.g. 0.5, the
             middle of the colour range, so that the first outputs are not centred on black.
 
+    """
+
+    num_keypoints: int = 10
+    kp_block_expansion: int = 32
+    kp_max_features: int = 1024
+    kp_num_blocks: int = 5
+    kp_temperature: float = 0.1
+    kp_scale_factor: float = 0.25
+    pix_octaves: int = 16
+    pix_start_octave: int = -1
+    kp_octaves: int = 4
+    kp_start_octave: int = -1
+    expression_size: int = 256
+    expression_features_per_kp: int = 32
+    expression_hidden: tuple[int, ...] = (640, 1280, 640)
+    num_conv_blocks: int = 3
+    patch_channels: int = 96
+    latent_dim: int = 768
+    encoder_depth: int = 5
+    encoder_heads: int = 12
+    encoder_dim_head: int = 64
+    encoder_mlp_dim: int = 1536
+    input_mlp_hidden: int = 720
+    decoder_depth: int = 2
+    decoder_heads: int = 12
+    decoder_dim_head: int = 64
+    decoder_mlp_dim: int = 1536
+    render_hidden: tuple[int, ...] = (1536, 1536, 1536, 1536)
+    render_chunk: int = 65536
+    patch_init: str = "default"
+    patch_rgb_gain: float = 1.0
+    render_bias: float | None = None
+
+    def __post_init__(self) -> None:
+        # YAML and JSON give lists; the config stays hashable and comparable with tuples.
+        object.__setattr__(self, "expression_hidden", tuple(int(v) for v in self.expression_hidden))
+        object.__setattr__(self, "render_hidden", tuple(int(v) for v in self.render_hidden))
+        if self.patch_init not in ("default", "kaiming"):
+            raise ValueError(f"patch_init must be 'default' or 'kaiming', got {self.patch_init!r}")
+
+    @classmethod
+    def coerce(cls, value: FSRTConfig | Mapping[str, Any] | None) -> FSRTConfig:
+        """``None`` (the defaults), a mapping of fields (a config file's ``generator:`` section, a checkpoint's
+        hyper-parameters) or a config -> a config; unknown fields raise a ``TypeError`` naming them."""
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        unknown = sorted(set(value) - {f.name for f in fields(cls)})
+        if unknown:
+            raise TypeError(f"unknown FSRT generator fields {unknown}; known: {[f.name for f in fields(cls)]}")
+        return cls(**dict(value))
+
+
+class FSRTGenerator(nn.Module):
+    """The whole FSRT generator: keypoint detector, expression network, encoder and decoder.
+
+    Args:
+        config: the architecture (:class:`FSRTConfig`; default: the released sizes).
+        **overrides: fields of :class:`FSRTConfig` replaced on top of ``config``, e.g.
+            ``FSRTGenerator(latent_dim=96)``.
+
     Submodule names equal the released checkpoints' top-level names (``kp_detector``, ``expression_encoder``,
     ``encoder``, ``decoder``), see :mod:`reenact.models.fsrt.official`.
     """
 
-    def __init__(
-        self,
-        num_keypoints: int = 10,
-        kp_block_expansion: int = 32,
-        kp_max_features: int = 1024,
-        kp_num_blocks: int = 5,
-        kp_temperature: float = 0.1,
-        kp_scale_factor: float = 0.25,
-        pix_octaves: int = 16,
-        pix_start_octave: int = -1,
-        kp_octaves: int = 4,
-        kp_start_octave: int = -1,
-        expression_size: int = 256,
-        expression_features_per_kp: int = 32,
-        expression_hidden: Sequence[int] = (640, 1280, 640),
-        num_conv_blocks: int = 3,
-        patch_channels: int = 96,
-        latent_dim: int = 768,
-        encoder_depth: int = 5,
-        encoder_heads: int = 12,
-        encoder_dim_head: int = 64,
-        encoder_mlp_dim: int = 1536,
-        input_mlp_hidden: int = 720,
-        decoder_depth: int = 2,
-        decoder_heads: int = 12,
-        decoder_dim_head: int = 64,
-        decoder_mlp_dim: int = 1536,
-        render_hidden: Sequence[int] = (1536, 1536, 1536, 1536),
-        render_chunk: int = 65536,
-        patch_init: str = "default",
-        patch_rgb_gain: float = 1.0,
-        render_bias: float | None = None,
-    ):
+    def __init__(self, config: FSRTConfig | Mapping[str, Any] | None = None, **overrides: Any) -> None:
         super().__init__()
-        self.num_keypoints = num_keypoints
-        self.render_chunk = render_chunk
-        self.num_conv_blocks = num_conv_blocks
+        c = self.config = replace(FSRTConfig.coerce(config), **overrides)
+        self.num_keypoints = c.num_keypoints
+        self.render_chunk = c.render_chunk
+        self.num_conv_blocks = c.num_conv_blocks
         self.kp_detector = KeypointDetector(
-            num_keypoints=num_keypoints, num_channels=3, block_expansion=kp_block_expansion,
-            max_features=kp_max_features, num_blocks=kp_num_blocks, temperature=kp_temperature,
-            scale_factor=kp_scale_factor, estimate_jacobian=False, pad=0,
+            num_keypoints=c.num_keypoints, num_channels=3, block_expansion=c.kp_block_expansion,
+            max_features=c.kp_max_features, num_blocks=c.kp_num_blocks, temperature=c.kp_temperature,
+            scale_factor=c.kp_scale_factor, estimate_jacobian=False, pad=0,
         )
-        self.pixel_encoding = PositionalEncoding(pix_octaves, pix_start_octave)
-        self.keypoint_encoding = PositionalEncoding(kp_octaves, kp_start_octave)
+        self.pixel_encoding = PositionalEncoding(c.pix_octaves, c.pix_start_octave)
+        self.keypoint_encoding = PositionalEncoding(c.kp_octaves, c.kp_start_octave)
         self.expression_encoder = ExpressionEncoder(
-            in_channels=self.kp_detector.predictor.out_filters, num_keypoints=num_keypoints,
-            features_per_keypoint=expression_features_per_kp, hidden=tuple(expression_hidden),
-            expression_size=expression_size, padding=0,
+            in_channels=self.kp_detector.predictor.out_filters, num_keypoints=c.num_keypoints,
+            features_per_keypoint=c.expression_features_per_kp, hidden=tuple(c.expression_hidden),
+            expression_size=c.expression_size, padding=0,
         )
         pix_dim = self.pixel_encoding.output_dim(2)
-        kp_dim = self.keypoint_encoding.output_dim(2 * num_keypoints)
+        kp_dim = self.keypoint_encoding.output_dim(2 * c.num_keypoints)
         self.encoder = FSRTEncoder(
-            in_channels=3 + kp_dim + pix_dim + expression_size, num_conv_blocks=num_conv_blocks,
-            patch_channels=patch_channels, latent_dim=latent_dim, depth=encoder_depth, heads=encoder_heads,
-            dim_head=encoder_dim_head, mlp_dim=encoder_mlp_dim,
+            in_channels=3 + kp_dim + pix_dim + c.expression_size, num_conv_blocks=c.num_conv_blocks,
+            patch_channels=c.patch_channels, latent_dim=c.latent_dim, depth=c.encoder_depth, heads=c.encoder_heads,
+            dim_head=c.encoder_dim_head, mlp_dim=c.encoder_mlp_dim,
         )
         self.decoder = FSRTDecoder(
-            query_dim=kp_dim + pix_dim + expression_size, latent_dim=latent_dim, input_mlp_hidden=input_mlp_hidden,
-            depth=decoder_depth, heads=decoder_heads, dim_head=decoder_dim_head, mlp_dim=decoder_mlp_dim,
-            render_hidden=tuple(render_hidden),
+            query_dim=kp_dim + pix_dim + c.expression_size, latent_dim=c.latent_dim,
+            input_mlp_hidden=c.input_mlp_hidden,
+            depth=c.decoder_depth, heads=c.decoder_heads, dim_head=c.decoder_dim_head, mlp_dim=c.decoder_mlp_dim,
+            render_hidden=tuple(c.render_hidden),
         )
         self.kp_detector_frozen = True
         self.set_kp_detector_trainable(False)
-        self.initialise(patch_init, patch_rgb_gain, render_bias)
+        self.initialise(c.patch_init, c.patch_rgb_gain, c.render_bias)
 
     def initialise(self, patch_init: str = "default", patch_rgb_gain: float = 1.0,
                    render_bias: float | None = None) -> None:
@@ -407,5 +444,5 @@ class FSRTGenerator(nn.Module):
         return torch.stack(frames, dim=1)
 
 
-__all__ = ["ExpressionEncoder", "FSRTDecoder", "FSRTEncoder", "FSRTGenerator", "PatchBlock", "PixelPredictor",
-           "best_initial_frame", "pixel_grid"]
+__all__ = ["ExpressionEncoder", "FSRTConfig", "FSRTDecoder", "FSRTEncoder", "FSRTGenerator", "PatchBlock",
+           "PixelPredictor", "best_initial_frame", "pixel_grid"]
