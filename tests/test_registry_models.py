@@ -17,9 +17,10 @@ def test_list_models_has_references() -> None:
 
 
 def test_create_model_applies_preset_and_overrides() -> None:
-    model = reenact.models.create_model("keypoint-warp", preset="tiny", lr=1e-3, num_keypoints=5)
+    model = reenact.models.create_model("keypoint-warp", preset="tiny", lr=1e-3, generator={"num_keypoints": 5})
     assert isinstance(model, ReenactmentModule)
-    assert model.hparams.lr == 1e-3 and model.hparams.num_keypoints == 5
+    assert model.hparams.lr == 1e-3 and model.hparams.generator["num_keypoints"] == 5
+    assert model.generator.config.warped_source_skip  # the preset's other generator fields stay
     assert model.image_size == 64  # from conf/keypoint-warp/tiny.yaml
 
 
@@ -97,7 +98,7 @@ def _saved_keypoint_warp(tmp_path: Path) -> tuple[ReenactmentModule, Path]:
     """A keypoint-warp model (6 keypoints) and its checkpoint written by Lightning, ``tmp_path/model.ckpt``."""
     import lightning as L
 
-    model = reenact.models.create_model("keypoint-warp", num_keypoints=6)
+    model = reenact.models.create_model("keypoint-warp", generator={"num_keypoints": 6})
     trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, accelerator="cpu")
     trainer.strategy.connect(model)
@@ -109,7 +110,7 @@ def _saved_keypoint_warp(tmp_path: Path) -> tuple[ReenactmentModule, Path]:
 def test_checkpoint_round_trip(tmp_path: Path) -> None:
     model, path = _saved_keypoint_warp(tmp_path)
     loaded = reenact.models.load_from_checkpoint(path)
-    assert type(loaded) is type(model) and loaded.hparams.num_keypoints == 6
+    assert type(loaded) is type(model) and loaded.hparams.generator["num_keypoints"] == 6
     for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
 
@@ -123,7 +124,21 @@ def test_checkpoint_with_a_removed_hyper_parameter_still_loads(tmp_path: Path) -
     torch.save(checkpoint, path)
     with pytest.warns(UserWarning, match="no longer has: out_of_frame_max_zoom"):
         loaded = reenact.models.load_from_checkpoint(path)
-    assert loaded.hparams.num_keypoints == 6 and "out_of_frame_max_zoom" not in loaded.hparams
+    assert loaded.hparams.generator["num_keypoints"] == 6 and "out_of_frame_max_zoom" not in loaded.hparams
+
+
+def test_checkpoint_with_flat_architecture_arguments_loads(tmp_path: Path) -> None:
+    """Checkpoints written before the ``generator`` section existed store the architecture as flat arguments;
+    they load into the same architecture and weights."""
+    model, path = _saved_keypoint_warp(tmp_path)
+    checkpoint = torch.load(path, weights_only=True)
+    hparams = checkpoint["hyper_parameters"]
+    hparams.update(hparams.pop("generator"))
+    torch.save(checkpoint, path)
+    loaded = reenact.models.load_from_checkpoint(path)
+    assert loaded.generator.config == model.generator.config and loaded.generator.num_keypoints == 6
+    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
 
 
 def test_load_from_checkpoint_rejects_foreign_files(tmp_path: Path) -> None:

@@ -43,6 +43,7 @@ from reenact.evaluation import (
     write_sample_grid,
 )
 from reenact.metrics import CROSS_IDENTITY, EDITING_TASKS, QUICK_METRICS, SAME_IDENTITY
+from reenact.nn.config import ArchitectureConfig
 
 
 class ReenactmentModule(L.LightningModule):
@@ -62,6 +63,9 @@ class ReenactmentModule(L.LightningModule):
 
     #: Short registry name; stored in checkpoints so ``load_from_checkpoint`` can rebuild the model.
     registry_name: ClassVar[str] = ""
+    #: The architecture config of the pure-torch generator (:mod:`reenact.nn.config`), taken as the ``generator``
+    #: argument; ``None`` for models without one.
+    generator_config: ClassVar[type[ArchitectureConfig] | None] = None
     #: How the shared DataModule samples training examples for this model.
     train_sampling: ClassVar[SamplingSpec] = SamplingSpec(mode="pair", num_source=1, num_driving=1)
     #: The values of the model's ``variant`` argument (a paper's ablation settings, e.g. PECHead's Table 4);
@@ -81,9 +85,9 @@ class ReenactmentModule(L.LightningModule):
 
     @classmethod
     def upgrade_hyper_parameters(cls, hparams: dict[str, Any]) -> dict[str, Any]:
-        """A checkpoint's stored constructor arguments in this version's form (e.g. architecture fields that
-        moved into a ``generator`` section). The base class changes nothing."""
-        return hparams
+        """A checkpoint's stored constructor arguments in this version's form: architecture fields stored flat
+        by older versions move into the ``generator`` section (:meth:`ArchitectureConfig.gather`)."""
+        return hparams if cls.generator_config is None else cls.generator_config.gather(hparams)
 
     def __init__(self, image_size: int = 64, metrics: list[str] | None = None, relative: bool = False,
                  eval_chunk: int = 16, num_sample_frames: int = 4) -> None:

@@ -30,7 +30,7 @@ Adam with linear warm-up then exponential decay (``LambdaLR``), as the released 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from typing import Any
 
 import torch
@@ -117,6 +117,7 @@ class FSRT(ReenactmentModule):
     """
 
     registry_name = "fsrt"
+    generator_config = FSRTConfig
     train_sampling = SamplingSpec(mode="multi_source", num_source=1, num_driving=1)
     stateful_animation = False
 
@@ -205,22 +206,6 @@ class FSRT(ReenactmentModule):
         # Training iterations done (batches), independent of Lightning's optimizer-step count.
         self.register_buffer("train_iteration", torch.zeros((), dtype=torch.long))
         self._eval_landmarks: tuple[Tensor | None, Tensor | None] | None = None
-
-    @classmethod
-    def upgrade_hyper_parameters(cls, hparams: dict[str, Any]) -> dict[str, Any]:
-        """Checkpoints written before 2026-12-02 hold the architecture as flat arguments (``latent_dim``, ...):
-        they move into ``generator``."""
-        names = {f.name for f in fields(FSRTConfig)}
-        flat = {k: v for k, v in hparams.items() if k in names}
-        if not flat:
-            return hparams
-        rest = {k: v for k, v in hparams.items() if k not in names}
-        generator = {**flat, **(rest.get("generator") or {})}
-        # The old module spelled the released defaults as None.
-        for key in ("expression_hidden", "render_hidden"):
-            if generator.get(key) is None:
-                generator.pop(key, None)
-        return {**rest, "generator": generator}
 
     # ------------------------------------------------------------------------------------------ inference
     def animate(self, source: Tensor, driving: Tensor, *, relative: bool = False,

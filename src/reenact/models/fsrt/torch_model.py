@@ -31,7 +31,7 @@ colours (no sigmoid, as released: the MSE is taken on them); :meth:`FSRTGenerato
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -44,6 +44,7 @@ from reenact.models.fsrt.networks import (  # the generator's parts, re-exported
     PatchBlock,
     PixelPredictor,
 )
+from reenact.nn.config import ArchitectureConfig
 from reenact.nn.encoding import PositionalEncoding
 from reenact.nn.keypoints import KeypointDetector, convex_hull_area, relative_keypoints
 
@@ -88,7 +89,7 @@ def best_initial_frame(source_landmarks: Tensor, driving_landmarks: Tensor) -> T
 
 
 @dataclass(frozen=True)
-class FSRTConfig:
+class FSRTConfig(ArchitectureConfig):
     """Architecture of :class:`FSRTGenerator`, declared once: the Lightning module takes it as its ``generator``
     argument (``model.generator.*`` in configs and on the command line), and its defaults are the released sizes
     (``runs/vox256/vox256.yaml``).
@@ -152,24 +153,9 @@ class FSRTConfig:
     render_bias: float | None = None
 
     def __post_init__(self) -> None:
-        # YAML and JSON give lists; the config stays hashable and comparable with tuples.
-        object.__setattr__(self, "expression_hidden", tuple(int(v) for v in self.expression_hidden))
-        object.__setattr__(self, "render_hidden", tuple(int(v) for v in self.render_hidden))
+        super().__post_init__()
         if self.patch_init not in ("default", "kaiming"):
             raise ValueError(f"patch_init must be 'default' or 'kaiming', got {self.patch_init!r}")
-
-    @classmethod
-    def coerce(cls, value: FSRTConfig | Mapping[str, Any] | None) -> FSRTConfig:
-        """``None`` (the defaults), a mapping of fields (a config file's ``generator:`` section, a checkpoint's
-        hyper-parameters) or a config -> a config; unknown fields raise a ``TypeError`` naming them."""
-        if value is None:
-            return cls()
-        if isinstance(value, cls):
-            return value
-        unknown = sorted(set(value) - {f.name for f in fields(cls)})
-        if unknown:
-            raise TypeError(f"unknown FSRT generator fields {unknown}; known: {[f.name for f in fields(cls)]}")
-        return cls(**dict(value))
 
 
 class FSRTGenerator(nn.Module):

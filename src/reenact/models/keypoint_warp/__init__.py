@@ -1,5 +1,5 @@
 """Keypoint-warp generator: a small FOMM-style learned baseline (pure PyTorch)."""
 
-from reenact.models.keypoint_warp.torch_model import KeypointWarpGenerator
+from reenact.models.keypoint_warp.torch_model import KeypointWarpConfig, KeypointWarpGenerator
 
-__all__ = ["KeypointWarpGenerator"]
+__all__ = ["KeypointWarpConfig", "KeypointWarpGenerator"]

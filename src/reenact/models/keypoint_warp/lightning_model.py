@@ -8,6 +8,7 @@ spline transform, which keeps the unsupervised keypoints tied to image content.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 import torch
@@ -15,7 +16,7 @@ import torch.nn.functional as F
 
 from reenact.data.datasets import SamplingSpec
 from reenact.models.base import ReenactmentModule
-from reenact.models.keypoint_warp.torch_model import KeypointWarpGenerator
+from reenact.models.keypoint_warp.torch_model import KeypointWarpConfig, KeypointWarpGenerator
 from reenact.nn.tps import RandomTPS
 
 
@@ -23,43 +24,38 @@ class KeypointWarp(ReenactmentModule):
     """The smallest learned reference model: unsupervised keypoints, dense motion, feature warping.
 
     Args:
-        num_keypoints, block_expansion, max_features, num_down_blocks, num_bottleneck_blocks,
-        kp_block_expansion, kp_num_blocks, dense_motion_block_expansion, scale_factor, temperature:
-            generator sizes, passed to :class:`KeypointWarpGenerator`.
+        generator: the architecture, :class:`~reenact.models.keypoint_warp.torch_model.KeypointWarpConfig` (or a
+            mapping of its fields: ``create_model("keypoint-warp", generator={"block_expansion": 32})``,
+            ``--model.generator.block_expansion 32``); stored as a plain mapping.
         lr: Adam learning rate (FOMM: 2e-4, betas (0.5, 0.999)).
         reconstruction_weight: weight of the L1 loss on the generated driving frame.
         perceptual_weight: weight of the VGG19 perceptual loss; 0 disables it (no weights needed).
         equivariance_weight: weight of the keypoint equivariance loss (FOMM: 10).
         tps_sigma_affine, tps_sigma_tps, tps_points: random TPS of the equivariance loss (FOMM: 0.05, 0.005, 5).
-        warped_source_skip: the decoder corrects the warped source image instead of painting from gray (see
-            :class:`KeypointWarpGenerator`); the presets switch it on.
         adapt_scale: in relative mode, scale the driving keypoints' motion by the source/driving convex-hull size
             ratio (FOMM's ``adapt_movement_scale``; off by default, as in FOMM's demo).
     """
 
     registry_name = "keypoint-warp"
+    generator_config = KeypointWarpConfig
     train_sampling = SamplingSpec(mode="pair", num_source=1, num_driving=1)
 
-    def __init__(self, image_size: int = 64, num_keypoints: int = 10, block_expansion: int = 16,
-                 max_features: int = 128, num_down_blocks: int = 2, num_bottleneck_blocks: int = 2,
-                 kp_block_expansion: int = 16, kp_num_blocks: int = 3, dense_motion_block_expansion: int = 16,
-                 scale_factor: float = 0.5, temperature: float = 0.1, lr: float = 2e-4,
+    def __init__(self, image_size: int = 64,
+                 generator: KeypointWarpConfig = KeypointWarpConfig(),  # noqa: B008 - frozen, shared safely
+                 lr: float = 2e-4,
                  reconstruction_weight: float = 10.0, perceptual_weight: float = 0.0,
                  equivariance_weight: float = 10.0, tps_sigma_affine: float = 0.05, tps_sigma_tps: float = 0.005,
-                 tps_points: int = 5, warped_source_skip: bool = False, adapt_scale: bool = False,
+                 tps_points: int = 5, adapt_scale: bool = False,
                  metrics: list[str] | None = None,
                  relative: bool = False,
                  eval_chunk: int = 16, num_sample_frames: int = 4) -> None:
         super().__init__(image_size=image_size, metrics=metrics, relative=relative, eval_chunk=eval_chunk,
                          num_sample_frames=num_sample_frames)
+        config = KeypointWarpConfig.coerce(generator)
         self.save_hyperparameters()
-        self.generator = KeypointWarpGenerator(
-            num_keypoints=num_keypoints, block_expansion=block_expansion, max_features=max_features,
-            num_down_blocks=num_down_blocks, num_bottleneck_blocks=num_bottleneck_blocks,
-            kp_block_expansion=kp_block_expansion, kp_num_blocks=kp_num_blocks,
-            dense_motion_block_expansion=dense_motion_block_expansion, scale_factor=scale_factor,
-            temperature=temperature, warped_source_skip=warped_source_skip,
-        )
+        # A plain mapping, so checkpoints load with weights_only=True and config files stay plain YAML.
+        self.hparams["generator"] = asdict(config)
+        self.generator = KeypointWarpGenerator(config)
         from reenact.nn.losses import VGG19Perceptual
 
         # Built when training starts (ReenactmentModule.setup): inference and loading need no VGG19 file.

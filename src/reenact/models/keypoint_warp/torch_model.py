@@ -16,19 +16,48 @@ and run comfortably on a CPU at 64x64.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
 from reenact.nn.blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d
+from reenact.nn.config import ArchitectureConfig
 from reenact.nn.dense_motion import DenseMotionNetwork
 from reenact.nn.keypoints import KeypointDetector, relative_keypoints
 from reenact.nn.warping import occlusion_blend, warp
 
 
+@dataclass(frozen=True)
+class KeypointWarpConfig(ArchitectureConfig):
+    """Architecture of :class:`KeypointWarpGenerator` (the fields are described there), declared once: the
+    Lightning module takes it as ``generator`` (``model.generator.*``)."""
+
+    num_keypoints: int = 10
+    image_channels: int = 3
+    block_expansion: int = 32
+    max_features: int = 128
+    num_down_blocks: int = 2
+    num_bottleneck_blocks: int = 2
+    kp_block_expansion: int = 16
+    kp_max_features: int = 128
+    kp_num_blocks: int = 3
+    dense_motion_block_expansion: int = 16
+    dense_motion_max_features: int = 128
+    dense_motion_num_blocks: int = 3
+    scale_factor: float = 0.5
+    temperature: float = 0.1
+    kp_variance: float = 0.01
+    estimate_occlusion: bool = True
+    warped_source_skip: bool = False
+
+
 class KeypointWarpGenerator(nn.Module):
     """Keypoint detector + dense motion + occlusion-aware warping generator.
 
-    Args:
+    Built from a :class:`KeypointWarpConfig` (``config``) with keyword ``overrides`` of its fields, which are:
         num_keypoints: ``K`` unsupervised keypoints.
         image_channels: image channels (3).
         block_expansion: generator width of the first block; block ``i`` has
@@ -59,71 +88,53 @@ class KeypointWarpGenerator(nn.Module):
         ``deformed [B, C, H, W]`` (the source image warped by the deformation, for inspection/losses).
     """
 
-    def __init__(
-        self,
-        num_keypoints: int = 10,
-        image_channels: int = 3,
-        block_expansion: int = 32,
-        max_features: int = 128,
-        num_down_blocks: int = 2,
-        num_bottleneck_blocks: int = 2,
-        kp_block_expansion: int = 16,
-        kp_max_features: int = 128,
-        kp_num_blocks: int = 3,
-        dense_motion_block_expansion: int = 16,
-        dense_motion_max_features: int = 128,
-        dense_motion_num_blocks: int = 3,
-        scale_factor: float = 0.5,
-        temperature: float = 0.1,
-        kp_variance: float = 0.01,
-        estimate_occlusion: bool = True,
-        warped_source_skip: bool = False,
-    ):
+    def __init__(self, config: KeypointWarpConfig | Mapping[str, Any] | None = None, **overrides: Any) -> None:
         super().__init__()
-        self.num_keypoints = num_keypoints
-        self.num_down_blocks = num_down_blocks
+        c = self.config = replace(KeypointWarpConfig.coerce(config), **overrides)
+        self.num_keypoints = c.num_keypoints
+        self.num_down_blocks = c.num_down_blocks
         self.keypoint_detector = KeypointDetector(
-            num_keypoints=num_keypoints,
-            num_channels=image_channels,
-            block_expansion=kp_block_expansion,
-            max_features=kp_max_features,
-            num_blocks=kp_num_blocks,
-            temperature=temperature,
-            scale_factor=scale_factor,
+            num_keypoints=c.num_keypoints,
+            num_channels=c.image_channels,
+            block_expansion=c.kp_block_expansion,
+            max_features=c.kp_max_features,
+            num_blocks=c.kp_num_blocks,
+            temperature=c.temperature,
+            scale_factor=c.scale_factor,
             estimate_jacobian=False,
             pad=0,
         )
         self.dense_motion_network = DenseMotionNetwork(
-            num_keypoints=num_keypoints,
-            num_channels=image_channels,
-            block_expansion=dense_motion_block_expansion,
-            num_blocks=dense_motion_num_blocks,
-            max_features=dense_motion_max_features,
-            estimate_occlusion=estimate_occlusion,
-            scale_factor=scale_factor,
-            kp_variance=kp_variance,
+            num_keypoints=c.num_keypoints,
+            num_channels=c.image_channels,
+            block_expansion=c.dense_motion_block_expansion,
+            num_blocks=c.dense_motion_num_blocks,
+            max_features=c.dense_motion_max_features,
+            estimate_occlusion=c.estimate_occlusion,
+            scale_factor=c.scale_factor,
+            kp_variance=c.kp_variance,
         )
 
         def width(i: int) -> int:
-            return min(max_features, block_expansion * 2**i)
+            return min(c.max_features, c.block_expansion * 2**i)
 
-        self.first = SameBlock2d(image_channels, block_expansion, kernel_size=7, padding=3)
+        self.first = SameBlock2d(c.image_channels, c.block_expansion, kernel_size=7, padding=3)
         self.down_blocks = nn.ModuleList(
-            [DownBlock2d(width(i), width(i + 1)) for i in range(num_down_blocks)]
+            [DownBlock2d(width(i), width(i + 1)) for i in range(c.num_down_blocks)]
         )
         # Named r0, r1, ... like FOMM's OcclusionAwareGenerator so its bottleneck weights map by name.
         self.bottleneck = nn.Sequential()
-        for i in range(num_bottleneck_blocks):
-            self.bottleneck.add_module(f"r{i}", ResBlock2d(width(num_down_blocks)))
+        for i in range(c.num_bottleneck_blocks):
+            self.bottleneck.add_module(f"r{i}", ResBlock2d(width(c.num_down_blocks)))
         self.up_blocks = nn.ModuleList(
             [
-                UpBlock2d(width(num_down_blocks - i), width(num_down_blocks - i - 1))
-                for i in range(num_down_blocks)
+                UpBlock2d(width(c.num_down_blocks - i), width(c.num_down_blocks - i - 1))
+                for i in range(c.num_down_blocks)
             ]
         )
-        self.final = nn.Conv2d(block_expansion, image_channels, kernel_size=7, padding=3)
-        self.warped_source_skip = warped_source_skip
-        if warped_source_skip:
+        self.final = nn.Conv2d(c.block_expansion, c.image_channels, kernel_size=7, padding=3)
+        self.warped_source_skip = c.warped_source_skip
+        if c.warped_source_skip:
             nn.init.zeros_(self.final.weight)
             nn.init.zeros_(self.final.bias)
 
