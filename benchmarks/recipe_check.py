@@ -1,6 +1,7 @@
 """Train one model's tiny preset with overrides, then score it on FSRT's protocol: a recipe experiment in one run.
 
-    python benchmarks/recipe_check.py keypoint-warp --steps 600 --set lr=1e-3 --set 'generator={warped_source_skip: true}'
+    python benchmarks/recipe_check.py keypoint-warp --steps 600 --set lr=1e-3 \
+        --set 'generator={warped_source_skip: true}'
 
 Trains on the default synthetic dataset (Lightning Trainer, no validation), then animates the 8 test videos
 (source frame 0, every 10th frame at least 10 from it) and prints L1, PSNR, AKD and the share of generated frames

@@ -16,6 +16,12 @@ from reenact.face.model3d import FaceModel3D, rotation_matrix, to_pixels
 from reenact.models.pechead.lightning_model import PECHead
 from reenact.weights import MissingWeightsError
 
+#: Small PECHead generator sizes (every module present) for 32 px frames.
+SMALL_GENERATOR = dict(block_expansion=8, max_features=32, num_bottleneck_blocks=2, kp_block_expansion=8,
+                       kp_max_features=32, kp_num_blocks=4, kp_scale_factor=0.5, motion_block_expansion=8,
+                       motion_max_features=32, motion_num_blocks=3, dcn_hidden=8, dcn_groups=4,
+                       cap_adaptation_blocks=1, cap_refinement_blocks=1)
+
 
 def _faces(videos: int, frames: int, seed: int) -> dict[str, torch.Tensor]:
     """Landmarks of the face model in pixels of 256 px frames: one random identity per video, yaw/pitch/roll in
@@ -107,7 +113,7 @@ def test_bfm_file_errors_name_the_file(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("REENACT_WEIGHTS_DIR", str(tmp_path / "nothing"))
     monkeypatch.delenv("REENACT_WEIGHTS_BFM_FRONT", raising=False)
     # Without the file a model still builds (a checkpoint would bring the basis); training asks for the file.
-    module = PECHead(image_size=32, expression_basis="bfm", metrics=[])
+    module = PECHead(image_size=32, expression_basis="bfm", metrics=[], generator=SMALL_GENERATOR)
     assert not module.reconstructor.expression_ready
     with pytest.raises(MissingWeightsError, match="BFM_model_front.mat"):
         module.on_fit_start()
@@ -119,12 +125,13 @@ def test_pechead_bfm_basis_from_a_configured_path(tmp_path: Path, monkeypatch: p
     monkeypatch.delenv("REENACT_WEIGHTS_BFM_FRONT", raising=False)
     path = tmp_path / "BFM_model_front.mat"
     _write_bfm(path, torch.randn(64, 68, 3) * 0.02)
-    module = PECHead(image_size=32, expression_basis="bfm", bfm_path=str(path), metrics=[]).eval()
+    module = PECHead(image_size=32, expression_basis="bfm", bfm_path=str(path), metrics=[],
+                     generator=SMALL_GENERATOR).eval()
     with torch.no_grad():
         coefficients = module.coefficients(torch.rand(1, 1, 3, 32, 32))
     assert coefficients["expression"].shape == (1, 1, 64)
     assert module.reconstructor.expression_ready and module.reconstructor.expression_range == (-3.0, 3.0)
-    elsewhere = PECHead(image_size=32, expression_basis="bfm", metrics=[])
+    elsewhere = PECHead(image_size=32, expression_basis="bfm", metrics=[], generator=SMALL_GENERATOR)
     assert not elsewhere.reconstructor.expression_ready
     elsewhere.load_state_dict(module.state_dict())
     assert elsewhere.reconstructor.expression_ready
@@ -139,9 +146,8 @@ def test_pechead_learns_its_expression_basis_in_the_r_stage_and_keeps_it(synthet
     from reenact.data import ReenactDataModule
 
     sizes = dict(image_size=32, expression_basis="learned", expression_components=30, metrics=[],
-                 block_expansion=8, max_features=32, kp_block_expansion=8, kp_max_features=32,
-                 motion_block_expansion=8, motion_max_features=32, dcn_hidden=8, disc_block_expansion=8,
-                 disc_max_features=32, disc_num_blocks=3, frame_flow="dis")
+                 generator=SMALL_GENERATOR, disc_block_expansion=8, disc_max_features=32, disc_num_blocks=3,
+                 frame_flow="dis")
     r_stage = PECHead(stage="reconstructor", **sizes)
     assert not r_stage.reconstructor.expression_ready
     data = ReenactDataModule(root=str(synthetic_root), image_size=32, batch_size=2, sampling="sequence",

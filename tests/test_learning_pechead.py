@@ -18,15 +18,17 @@ import torch
 from reenact.models.pechead.lightning_model import PECHead
 
 #: Small sizes (every module and switch on), 32 px frames.
-SIZES = dict(image_size=32, reconstructor_backbone="resnet10t", frame_flow="dis", block_expansion=8,
-             max_features=32, num_bottleneck_blocks=1, kp_block_expansion=8, kp_max_features=32,
-             kp_scale_factor=1.0, motion_block_expansion=8, motion_max_features=32, motion_num_blocks=3,
-             dcn_hidden=8, dcn_groups=4, disc_block_expansion=8, disc_max_features=32, disc_num_blocks=3,
-             metrics=[])
+GENERATOR = dict(block_expansion=8, max_features=32, num_bottleneck_blocks=1, kp_block_expansion=8,
+                 kp_max_features=32, kp_num_blocks=4, kp_scale_factor=1.0, motion_block_expansion=8,
+                 motion_max_features=32, motion_num_blocks=3, dcn_hidden=8, dcn_groups=4, cap_adaptation_blocks=1,
+                 cap_refinement_blocks=1)
+SIZES = dict(image_size=32, reconstructor_backbone="resnet10t", frame_flow="dis", generator=GENERATOR,
+             disc_block_expansion=8, disc_max_features=32, disc_num_blocks=3, metrics=[])
 #: The CPU-scale recipe of conf/pechead/tiny.yaml.
-RECIPE = dict(output_skip="warped_source", adversarial_start=0.5, adversarial_ramp=0.25, reconstructor_lr=1e-3,
-              expression_basis="blendshapes")
-OLD_RECIPE = dict(output_skip="none", adversarial_start=0.0, adversarial_ramp=0.0, reconstructor_lr=1e-3)
+RECIPE = dict(generator={**GENERATOR, "output_skip": "warped_source"}, adversarial_start=0.5, adversarial_ramp=0.25,
+              reconstructor_lr=1e-3, expression_basis="blendshapes")
+OLD_RECIPE = dict(generator={**GENERATOR, "output_skip": "none"}, adversarial_start=0.0, adversarial_ramp=0.0,
+                  reconstructor_lr=1e-3)
 MIN_DISTANCE = 6
 R_STEPS, G_BATCHES = 40, 60
 

@@ -28,11 +28,12 @@ from reenact.nn.frame_flow import FrameFlow
 from reenact.nn.warping import flow_to_grid, identity_grid, warp
 
 #: 32 px, every module present; R is timm's smallest ResNet.
-SMALL = dict(image_size=32, reconstructor_backbone="resnet10t", frame_flow="dis", block_expansion=8,
-             max_features=32, num_bottleneck_blocks=1, kp_block_expansion=8, kp_max_features=32,
-             kp_scale_factor=1.0, motion_block_expansion=8, motion_max_features=32, motion_num_blocks=3,
-             dcn_hidden=8, dcn_groups=4, disc_block_expansion=8, disc_max_features=32, disc_num_blocks=3,
-             onecycle_steps=50)
+SMALL = dict(image_size=32, reconstructor_backbone="resnet10t", frame_flow="dis",
+             generator=dict(block_expansion=8, max_features=32, num_bottleneck_blocks=1, kp_block_expansion=8,
+                            kp_max_features=32, kp_num_blocks=4, kp_scale_factor=1.0, motion_block_expansion=8,
+                            motion_max_features=32, motion_num_blocks=3, dcn_hidden=8, dcn_groups=4,
+                            cap_adaptation_blocks=1, cap_refinement_blocks=1),
+             disc_block_expansion=8, disc_max_features=32, disc_num_blocks=3, onecycle_steps=50)
 
 
 def _smooth_clip(batch: int = 2, frames: int = 2, size: int = 32, seed: int = 0) -> torch.Tensor:

@@ -6,6 +6,6 @@ Pure-torch parts: :mod:`.reconstructor` (R, Eq. 1), :mod:`.keypoints` (E, Eq. 2)
 """
 
 from reenact.models.pechead.reconstructor import FaceShapeReconstructor
-from reenact.models.pechead.torch_model import PECHeadGenerator
+from reenact.models.pechead.torch_model import PECHeadConfig, PECHeadGenerator
 
-__all__ = ["FaceShapeReconstructor", "PECHeadGenerator"]
+__all__ = ["FaceShapeReconstructor", "PECHeadConfig", "PECHeadGenerator"]

@@ -33,6 +33,7 @@ Samples are ``sequence`` clips (T = 5 source and T = 5 driving frames of one vid
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any, ClassVar, Literal, NamedTuple
 
 import torch
@@ -48,7 +49,7 @@ from reenact.models.pechead.reconstructor import (
     pose_error,
     reconstructor_loss,
 )
-from reenact.models.pechead.torch_model import OutputSkip, PECHeadGenerator
+from reenact.models.pechead.torch_model import PECHeadConfig, PECHeadGenerator
 from reenact.nn.discriminators import MultiScaleDiscriminator
 from reenact.nn.frame_flow import FlowMethod, FrameFlow
 from reenact.nn.losses import equivariance_loss, hinge_d_loss, hinge_g_loss
@@ -93,8 +94,10 @@ class PECHead(ReenactmentModule):
             own setting (:data:`VARIANTS`: on for ``mmfa`` and ``full``, off for the four single-level settings).
         frame_flow: CAP's frame flow: ``auto`` (RAFT-large if its weights resolve, else OpenCV DIS), ``raft``,
             ``dis``, ``farneback``.
-        num_keypoints, block_expansion, max_features, num_bottleneck_blocks, kp_*, motion_*, dcn_*, cap_*:
-            generator sizes (:class:`PECHeadGenerator`).
+        generator: the generator's sizes and ``output_skip``,
+            :class:`~reenact.models.pechead.torch_model.PECHeadConfig` (or a mapping of its fields:
+            ``create_model("pechead", generator={"block_expansion": 32})``, ``--model.generator.block_expansion
+            32``); stored as a plain mapping. The variant sets the ablation switches.
         disc_block_expansion, disc_num_blocks, disc_max_features, disc_padding: each patch discriminator
             (two scales, 1 and 1/2, spectral norm).
         pixel_weight, perceptual_weight, keypoint_weight, equivariance_weight, warping_weight, gan_weight:
@@ -105,8 +108,6 @@ class PECHead(ReenactmentModule):
             batches (``None``: the trainer's estimate).
         reconstructor_lr, identity_reg, expression_reg: R stage's AdamW rate and regularisation weights.
         tps_sigma_affine, tps_sigma_tps, tps_points: random TPS of L_e (FOMM: 0.05, 0.005, 5).
-        output_skip: ``"none"`` (paper) or ``"warped_source"`` (decoder output as a residual on the warped
-            source, final conv zero-initialised; :class:`PECHeadGenerator`).
         adversarial_start: fraction of the schedule (OneCycle length) before ``L_G`` is switched on (0: paper).
         adversarial_ramp: fraction of the schedule over which ``λ_G`` then rises linearly from 0 (0: at once).
         structural_weight: weight of the offline ``1 − MS-SSIM`` stand-in for ``L_v`` (0: off).
@@ -116,6 +117,7 @@ class PECHead(ReenactmentModule):
     """
 
     registry_name: ClassVar[str] = "pechead"
+    generator_config = PECHeadConfig
     variants: ClassVar[tuple[str, ...]] = tuple(VARIANTS)
     #: Paper default (T = 5 + 5); ``clip_frames`` sets the instance's.
     train_sampling = SamplingSpec(mode="sequence", num_source=5, num_driving=5)
@@ -128,24 +130,23 @@ class PECHead(ReenactmentModule):
                  expression_basis: Literal["blendshapes", "learned", "bfm"] = "blendshapes",
                  expression_components: int = 32, bfm_path: str | None = None,
                  variant: str = "full", deformable_alignment: bool | None = None, frame_flow: FlowMethod = "auto",
-                 num_keypoints: int = 10, block_expansion: int = 16, max_features: int = 128,
-                 num_bottleneck_blocks: int = 2, kp_block_expansion: int = 16, kp_max_features: int = 128,
-                 kp_num_blocks: int = 4, kp_scale_factor: float = 0.5, motion_block_expansion: int = 16,
-                 motion_max_features: int = 128, motion_num_blocks: int = 3, dcn_hidden: int = 32,
-                 dcn_groups: int = 4, cap_adaptation_blocks: int = 1, cap_refinement_blocks: int = 1,
+                 generator: PECHeadConfig = PECHeadConfig(),  # noqa: B008 - frozen, shared safely
                  disc_block_expansion: int = 16, disc_num_blocks: int = 4, disc_max_features: int = 128,
                  disc_padding: int = 1, pixel_weight: float = 10.0, perceptual_weight: float = 0.0,
                  keypoint_weight: float = 1.0, equivariance_weight: float = 10.0, warping_weight: float = 5.0,
                  gan_weight: float = 1.0, eta: float = 0.1, lr: float = 1e-4, max_lr: float = 4e-4,
                  onecycle_steps: int | None = None, reconstructor_lr: float = 1e-4, identity_reg: float = 1e-3,
                  expression_reg: float = 1e-3, tps_sigma_affine: float = 0.05, tps_sigma_tps: float = 0.005,
-                 tps_points: int = 5, output_skip: OutputSkip = "none", adversarial_start: float = 0.0,
+                 tps_points: int = 5, adversarial_start: float = 0.0,
                  adversarial_ramp: float = 0.0, structural_weight: float = 0.0, clip_frames: int = 5,
                  metrics: list[str] | None = None, relative: bool = False,
                  eval_chunk: int = 16, num_sample_frames: int = 4) -> None:
         super().__init__(image_size=image_size, metrics=metrics, relative=relative, eval_chunk=eval_chunk,
                          num_sample_frames=num_sample_frames)
+        config = PECHeadConfig.coerce(generator)
         self.save_hyperparameters()
+        # A plain mapping, so checkpoints load with weights_only=True and config files stay plain YAML.
+        self.hparams["generator"] = asdict(config)
         if stage not in ("generator", "reconstructor"):
             raise ValueError(f"stage must be 'generator' or 'reconstructor', got {stage!r}")
         if variant not in VARIANTS:
@@ -161,16 +162,8 @@ class PECHead(ReenactmentModule):
                                                     bfm_path=bfm_path)
         if reconstructor_ckpt:
             self.load_reconstructor(reconstructor_ckpt)
-        self.generator = PECHeadGenerator(
-            cond_dim=self.reconstructor.coefficient_dim, num_keypoints=num_keypoints, block_expansion=block_expansion,
-            max_features=max_features, num_bottleneck_blocks=num_bottleneck_blocks,
-            kp_block_expansion=kp_block_expansion, kp_max_features=kp_max_features, kp_num_blocks=kp_num_blocks,
-            kp_scale_factor=kp_scale_factor, motion_block_expansion=motion_block_expansion,
-            motion_max_features=motion_max_features, motion_num_blocks=motion_num_blocks, dcn_hidden=dcn_hidden,
-            dcn_groups=dcn_groups, motion_mode=motion_mode, deformable=deformable,  # type: ignore[arg-type]
-            use_cap=use_cap, cap_adaptation_blocks=cap_adaptation_blocks,
-            cap_refinement_blocks=cap_refinement_blocks, output_skip=output_skip,
-        )
+        self.generator = PECHeadGenerator(self.reconstructor.coefficient_dim, config, motion_mode=motion_mode,
+                                          deformable=deformable, use_cap=use_cap)
         self.discriminator = MultiScaleDiscriminator(
             scales=(1.0, 0.5), block_expansion=disc_block_expansion, num_blocks=disc_num_blocks,
             max_features=disc_max_features, spectral_norm=True, padding=disc_padding,

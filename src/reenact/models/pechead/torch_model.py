@@ -24,6 +24,8 @@ Lightning wrapper :mod:`reenact.models.pechead.lightning_model` turns its coeffi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import torch
@@ -33,9 +35,41 @@ from reenact.models.pechead.cap import CAP
 from reenact.models.pechead.keypoints import PoseAwareKeypointEstimator
 from reenact.models.pechead.mmfa import MMFA, MotionMode
 from reenact.nn.blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d
+from reenact.nn.config import ArchitectureConfig
 from reenact.nn.warping import warp
 
 OutputSkip = Literal["none", "warped_source"]
+
+
+@dataclass(frozen=True)
+class PECHeadConfig(ArchitectureConfig):
+    """Sizes of :class:`PECHeadGenerator` (described there), declared once: the Lightning module takes it as
+    ``generator`` (``model.generator.*``). The ablation switches (``motion_mode``, ``deformable``, ``use_cap``)
+    are not fields: the module's ``variant`` (Table 4) sets them. Defaults: the supplement's sizes (Table 1)."""
+
+    num_keypoints: int = 10
+    num_landmarks: int = 68
+    block_expansion: int = 64
+    max_features: int = 512
+    num_bottleneck_blocks: int = 6
+    kp_block_expansion: int = 32
+    kp_max_features: int = 1024
+    kp_num_blocks: int = 4
+    kp_scale_factor: float = 0.25
+    motion_block_expansion: int = 64
+    motion_max_features: int = 1024
+    motion_num_blocks: int = 5
+    dcn_hidden: int = 64
+    dcn_groups: int = 8
+    cap_adaptation_blocks: int = 2
+    cap_refinement_blocks: int = 2
+    kp_variance: float = 0.01
+    output_skip: OutputSkip = "none"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.output_skip not in ("none", "warped_source"):
+            raise ValueError(f"output_skip must be 'none' or 'warped_source', got {self.output_skip!r}")
 
 
 class PECHeadGenerator(nn.Module):
@@ -43,17 +77,18 @@ class PECHeadGenerator(nn.Module):
 
     Args:
         cond_dim: size of the ``(p, e)`` conditioning vector.
+        config: the sizes (:class:`PECHeadConfig`), with keyword ``overrides`` of its fields on top; they are:
         num_keypoints: ``K`` learned keypoints (10); ``num_landmarks``: predefined landmarks (68).
         block_expansion, max_features: encoder/decoder widths (stem ``e``, then ``2e``, ``4e``, capped).
         num_bottleneck_blocks: residual blocks between CAP and the up blocks.
         kp_block_expansion, kp_max_features, kp_num_blocks, kp_scale_factor: sizes of ``E``.
         motion_block_expansion, motion_max_features, motion_num_blocks: sizes of each motion estimator ``Φ``.
         dcn_hidden, dcn_groups: deformable alignment sizes.
-        motion_mode: MMFA or a Table 4 ablation (see :class:`MMFA`); ``deformable``: Eq. 3 on/off;
-        use_cap: CAP on/off (``"mmfa"`` vs ``"full"`` in Table 4).
         cap_adaptation_blocks, cap_refinement_blocks: sizes of CAP.
         output_skip: ``"none"`` (paper: ``x^_d = σ(C(h))``) or ``"warped_source"`` (``x^_d = clamp(W(x^s,
             w_local) + tanh(C(h)), 0, 1)``, ``C`` zero-initialised; see the module docstring).
+        motion_mode: MMFA or a Table 4 ablation (see :class:`MMFA`); ``deformable``: Eq. 3 on/off;
+        use_cap: CAP on/off (``"mmfa"`` vs ``"full"`` in Table 4).
 
     Forward (:meth:`forward`): sequences ``source [B, T, 3, H, W]``, ``cond_source``/``cond_driving [B, T, D]``,
     ``lmk_source``/``lmk_driving [B, T, 68, 2]`` (``reenact.nn`` normalised), ``frame_grids [B, T, H, W, 2]`` or
@@ -62,31 +97,26 @@ class PECHeadGenerator(nn.Module):
     (whichever the mode has) and ``state`` (CAP state after the last frame, or ``None``).
     """
 
-    def __init__(self, cond_dim: int, num_keypoints: int = 10, num_landmarks: int = 68, block_expansion: int = 64,
-                 max_features: int = 512, num_bottleneck_blocks: int = 6, kp_block_expansion: int = 32,
-                 kp_max_features: int = 1024, kp_num_blocks: int = 4, kp_scale_factor: float = 0.25,
-                 motion_block_expansion: int = 64, motion_max_features: int = 1024, motion_num_blocks: int = 5,
-                 dcn_hidden: int = 64, dcn_groups: int = 8, motion_mode: MotionMode = "mmfa",
-                 deformable: bool = True, use_cap: bool = True, cap_adaptation_blocks: int = 2,
-                 cap_refinement_blocks: int = 2, kp_variance: float = 0.01,
-                 output_skip: OutputSkip = "none") -> None:
+    def __init__(self, cond_dim: int, config: PECHeadConfig | Mapping[str, Any] | None = None, *,
+                 motion_mode: MotionMode = "mmfa", deformable: bool = True, use_cap: bool = True,
+                 **overrides: Any) -> None:
         super().__init__()
-        if output_skip not in ("none", "warped_source"):
-            raise ValueError(f"output_skip must be 'none' or 'warped_source', got {output_skip!r}")
+        c = self.config = replace(PECHeadConfig.coerce(config), **overrides)
+        output_skip = c.output_skip
         self.output_skip = output_skip
-        self.keypoint_estimator = PoseAwareKeypointEstimator(num_keypoints, cond_dim, kp_block_expansion,
-                                                             kp_max_features, kp_num_blocks, kp_scale_factor)
-        widths = [min(max_features, block_expansion * 2**i) for i in range(3)]
+        self.keypoint_estimator = PoseAwareKeypointEstimator(c.num_keypoints, cond_dim, c.kp_block_expansion,
+                                                             c.kp_max_features, c.kp_num_blocks, c.kp_scale_factor)
+        widths = [min(c.max_features, c.block_expansion * 2**i) for i in range(3)]
         channels = widths[2]
         self.first = SameBlock2d(3, widths[0], kernel_size=7, padding=3)
         self.encoder = nn.Sequential(DownBlock2d(widths[0], widths[1]), DownBlock2d(widths[1], widths[2]))
-        self.mmfa = MMFA(channels, min(max_features, 2 * channels), feature_scale=0.25,
-                         num_keypoints=num_keypoints, num_landmarks=num_landmarks, mode=motion_mode,
-                         deformable=deformable, motion_block_expansion=motion_block_expansion,
-                         motion_num_blocks=motion_num_blocks, motion_max_features=motion_max_features,
-                         dcn_hidden=dcn_hidden, dcn_groups=dcn_groups, kp_variance=kp_variance)
-        self.cap = CAP(channels, cap_adaptation_blocks, cap_refinement_blocks) if use_cap else None
-        self.bottleneck = nn.Sequential(*[ResBlock2d(channels) for _ in range(num_bottleneck_blocks)])
+        self.mmfa = MMFA(channels, min(c.max_features, 2 * channels), feature_scale=0.25,
+                         num_keypoints=c.num_keypoints, num_landmarks=c.num_landmarks, mode=motion_mode,
+                         deformable=deformable, motion_block_expansion=c.motion_block_expansion,
+                         motion_num_blocks=c.motion_num_blocks, motion_max_features=c.motion_max_features,
+                         dcn_hidden=c.dcn_hidden, dcn_groups=c.dcn_groups, kp_variance=c.kp_variance)
+        self.cap = CAP(channels, c.cap_adaptation_blocks, c.cap_refinement_blocks) if use_cap else None
+        self.bottleneck = nn.Sequential(*[ResBlock2d(channels) for _ in range(c.num_bottleneck_blocks)])
         self.decoder = nn.Sequential(UpBlock2d(widths[2], widths[1]), UpBlock2d(widths[1], widths[0]))
         self.final = nn.Conv2d(widths[0], 3, kernel_size=7, padding=3)
         if output_skip == "warped_source":
@@ -172,4 +202,4 @@ class PECHeadGenerator(nn.Module):
         return result
 
 
-__all__ = ["PECHeadGenerator"]
+__all__ = ["PECHeadConfig", "PECHeadGenerator"]
