@@ -26,8 +26,9 @@ from reenact.models.lia.lightning_model import LIA
 
 SIZE = 32
 #: The tiny preset's recipe (conf/lia/tiny.yaml) on a smaller network (32 px) and a shorter schedule.
-RECIPE: dict[str, Any] = {"image_size": SIZE, "style_dim": 64, "motion_dim": 20, "channel_base": 512,
-                          "channel_max": 64, "lr": 2e-3, "generator_beta1": 0.9, "structural_weight": 1.0,
+RECIPE: dict[str, Any] = {"image_size": SIZE,
+                          "generator": {"style_dim": 64, "motion_dim": 20, "channel_base": 512, "channel_max": 64},
+                          "lr": 2e-3, "generator_beta1": 0.9, "structural_weight": 1.0,
                           "source_init": True, "gan_start_steps": 320, "gan_ramp_steps": 80}
 BATCHES = 200  # 2 optimiser steps per batch: 160 batches of reconstruction warm-up, then the GAN ramps in
 

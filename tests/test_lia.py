@@ -34,7 +34,7 @@ from reenact.nn.losses import VGG19Perceptual
 
 LAYOUTS = Path(__file__).resolve().parent / "data" / "official_state_dict_layouts.json"
 # Small sizes for CPU tests (the tiny preset is 1.5 M parameters; this is ~0.2 M).
-SMALL = {"image_size": 32, "style_dim": 64, "motion_dim": 8, "channel_base": 256, "channel_max": 64}
+SMALL = {"image_size": 32, "generator": {"style_dim": 64, "motion_dim": 8, "channel_base": 256, "channel_max": 64}}
 
 
 def _official_layout() -> dict[str, list[int]]:
@@ -73,7 +73,7 @@ def test_paper_preset_builds_the_official_generator() -> None:
     with torch.device("meta"):
         module = reenact.models.create_model("lia", preset="paper", perceptual_weight=0.0)
     assert sum(p.numel() for p in module.generator.parameters()) == OFFICIAL_PARAMETERS
-    assert module.generator_config() == OFFICIAL_CONFIG
+    assert module.generator_kwargs() == OFFICIAL_CONFIG
 
 
 def test_load_official_checkpoint_with_random_tensors(tmp_path: Path) -> None:
@@ -285,3 +285,12 @@ def test_rounding_order_follows_the_official_code() -> None:
     generator.synthesize(w_a, [], a_t, a_0, a_s)
     d = generator.directions
     assert torch.equal(latents[0], w_a + (d(a_t) - d(a_0)) + d(a_s))
+
+
+def test_flat_hyper_parameters_of_older_checkpoints_move_into_the_generator_section() -> None:
+    """LIA checkpoints written before ``generator`` existed store its fields flat; LPMM reads such backbones too."""
+    flat = {"image_size": 32, "style_dim": 64, "motion_dim": 8, "channel_base": 256, "channel_max": 64, "lr": 2e-3}
+    upgraded = LIA.upgrade_hyper_parameters(flat)
+    assert upgraded == {"image_size": 32, "lr": 2e-3, "generator": SMALL["generator"]}
+    module = LIA(**upgraded)
+    assert module.generator_kwargs() == {"size": 32, **SMALL["generator"]}

@@ -91,8 +91,7 @@ def _lia_checkpoint(path: Path, seed: int = 0) -> Path:
     """A reenact LIA checkpoint (random weights) with the small backbone sizes: what `reenact fit --model lia`
     writes, minus the training state."""
     torch.manual_seed(seed)
-    lia = LIA(image_size=SIZE, style_dim=BACKBONE["style_dim"], motion_dim=BACKBONE["motion_dim"],
-              channel_base=BACKBONE["channel_base"], channel_max=BACKBONE["channel_max"])
+    lia = LIA(image_size=SIZE, generator={k: v for k, v in BACKBONE.items() if k != "size"})
     torch.save({"state_dict": lia.state_dict(), "hyper_parameters": dict(lia.hparams),
                 "reenact": {"model": "lia", "version": reenact.__version__}}, path)
     return path

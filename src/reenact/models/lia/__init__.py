@@ -2,6 +2,6 @@
 discriminator, losses, Lightning module and the converter for the released checkpoint."""
 
 from reenact.models.lia.official import load_official
-from reenact.models.lia.torch_model import LIAGenerator, StyleGAN2Discriminator
+from reenact.models.lia.torch_model import LIAConfig, LIAGenerator, StyleGAN2Discriminator
 
-__all__ = ["LIAGenerator", "StyleGAN2Discriminator", "load_official"]
+__all__ = ["LIAConfig", "LIAGenerator", "StyleGAN2Discriminator", "load_official"]

@@ -15,6 +15,7 @@ both optimisers step. Each batch therefore makes two optimiser steps and advance
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 import torch
@@ -22,7 +23,7 @@ import torch
 from reenact.data.datasets import SamplingSpec
 from reenact.models.base import ReenactmentModule
 from reenact.models.lia.losses import discriminator_losses, frozen_logits, generator_losses
-from reenact.models.lia.torch_model import LIAGenerator, StyleGAN2Discriminator, init_source_reconstruction
+from reenact.models.lia.torch_model import LIAConfig, LIAGenerator, StyleGAN2Discriminator, init_source_reconstruction
 
 
 def to_signed(image: torch.Tensor) -> torch.Tensor:
@@ -40,9 +41,9 @@ class LIA(ReenactmentModule):
 
     Args:
         image_size: frame side (power of two; official 256).
-        style_dim, motion_dim: latent size and number of motion directions (official 512, 20).
-        channel_base, channel_max: generator channels per resolution ``min(channel_max, channel_base // res)``
-            (official 16384, 512).
+        generator: the generator's architecture besides ``image_size``,
+            :class:`~reenact.models.lia.torch_model.LIAConfig` (``style_dim``, ``motion_dim``, ``channel_base``,
+            ``channel_max``; official 512, 20, 16384, 512), or a mapping of its fields; stored as a mapping.
         disc_channel_base, disc_channel_max: discriminator channels (``None``: as the generator).
         lr: base Adam learning rate (official 0.002), scaled by the lazy-regularisation ratios.
         g_reg_every, d_reg_every: StyleGAN2 lazy-regularisation intervals that set those ratios (4, 16); the
@@ -71,10 +72,12 @@ class LIA(ReenactmentModule):
     """
 
     registry_name = "lia"
+    generator_config = LIAConfig
     train_sampling = SamplingSpec(mode="pair", num_source=1, num_driving=1)
 
-    def __init__(self, image_size: int = 64, style_dim: int = 128, motion_dim: int = 20, channel_base: int = 1024,
-                 channel_max: int = 128, disc_channel_base: int | None = None, disc_channel_max: int | None = None,
+    def __init__(self, image_size: int = 64,
+                 generator: LIAConfig = LIAConfig(),  # noqa: B008 - frozen, shared safely
+                 disc_channel_base: int | None = None, disc_channel_max: int | None = None,
                  lr: float = 2e-3, g_reg_every: int = 4, d_reg_every: int = 16, perceptual_weight: float = 0.0,
                  l1_weight: float = 1.0, gan_weight: float = 1.0, r1_weight: float = 0.0,
                  structural_weight: float = 0.0, structural_loss: str = "pyramid_l1", gan_start_steps: int = 0,
@@ -83,28 +86,28 @@ class LIA(ReenactmentModule):
                  num_sample_frames: int = 4) -> None:
         super().__init__(image_size=image_size, metrics=metrics, relative=relative, eval_chunk=eval_chunk,
                          num_sample_frames=num_sample_frames)
+        config = LIAConfig.coerce(generator)
         self.save_hyperparameters()
+        # A plain mapping, so checkpoints load with weights_only=True and config files stay plain YAML.
+        self.hparams["generator"] = asdict(config)
         if structural_loss != "pyramid_l1":
             raise ValueError(f"structural_loss must be 'pyramid_l1', got {structural_loss!r}")
         self.automatic_optimization = False
-        self.generator = LIAGenerator(size=image_size, style_dim=style_dim, motion_dim=motion_dim,
-                                      channel_base=channel_base, channel_max=channel_max)
+        self.generator = LIAGenerator(image_size, config)
         if source_init:
             init_source_reconstruction(self.generator)
         self.discriminator = StyleGAN2Discriminator(
-            size=image_size, channel_base=disc_channel_base or channel_base,
-            channel_max=disc_channel_max or channel_max,
+            size=image_size, channel_base=disc_channel_base or config.channel_base,
+            channel_max=disc_channel_max or config.channel_max,
         )
         from reenact.nn.losses import VGG19Perceptual
 
         # Built when training starts (ReenactmentModule.setup): inference and loading need no VGG19 file.
         self.defer_perceptual_loss(VGG19Perceptual if perceptual_weight > 0 else None)
 
-    def generator_config(self) -> dict[str, int]:
+    def generator_kwargs(self) -> dict[str, int]:
         """Keyword arguments that rebuild :attr:`generator` (used by LPMM to load this model as its backbone)."""
-        hp = self.hparams
-        return {"size": hp.image_size, "style_dim": hp.style_dim, "motion_dim": hp.motion_dim,
-                "channel_base": hp.channel_base, "channel_max": hp.channel_max}
+        return {"size": self.hparams.image_size, **self.hparams["generator"]}
 
     # ------------------------------------------------------------------------------------------ animate
     def animate(self, source: torch.Tensor, driving: torch.Tensor, *, relative: bool = False) -> torch.Tensor:

@@ -99,10 +99,8 @@ def lia_module_from_official(path: str | Path, **overrides: Any) -> torch.nn.Mod
     from reenact.models.lia.lightning_model import LIA
 
     checkpoint = read_official(path)
-    arguments: dict[str, Any] = {"image_size": OFFICIAL_CONFIG["size"], "style_dim": OFFICIAL_CONFIG["style_dim"],
-                                 "motion_dim": OFFICIAL_CONFIG["motion_dim"],
-                                 "channel_base": OFFICIAL_CONFIG["channel_base"],
-                                 "channel_max": OFFICIAL_CONFIG["channel_max"]}
+    arguments: dict[str, Any] = {"image_size": OFFICIAL_CONFIG["size"],
+                                 "generator": {k: v for k, v in OFFICIAL_CONFIG.items() if k != "size"}}
     arguments.update(overrides)
     module = LIA(**arguments)
     module.generator.load_state_dict(generator_state_dict(checkpoint), strict=True)

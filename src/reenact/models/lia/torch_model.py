@@ -35,13 +35,16 @@ in :mod:`reenact.nn.stylegan2`.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from reenact.nn.config import ArchitectureConfig
 from reenact.nn.stylegan2 import (
     BLUR_KERNEL,
     ConstantInput,
@@ -230,11 +233,23 @@ class LIASynthesis(nn.Module):
         return skip
 
 
+@dataclass(frozen=True)
+class LIAConfig(ArchitectureConfig):
+    """Architecture of :class:`LIAGenerator` besides its image size (the fields are described there), declared
+    once: the Lightning module takes it as ``generator`` (``model.generator.*``); defaults: the official sizes."""
+
+    style_dim: int = 512
+    motion_dim: int = 20
+    channel_base: int = 16384
+    channel_max: int = 512
+
+
 class LIAGenerator(nn.Module):
     """The LIA generator: ``enc`` (:class:`LIAEncoder`) + ``dec`` (:class:`LIASynthesis`).
 
     Args:
         size: image side (power of two; official 256).
+        config: the rest of the architecture (:class:`LIAConfig`), with keyword ``overrides`` of its fields on top:
         style_dim: latent size ``D`` (official 512).
         motion_dim: number of motion directions ``M`` (official 20).
         channel_base, channel_max: channels per resolution, see :func:`channel_map` (official 16384, 512).
@@ -245,15 +260,16 @@ class LIAGenerator(nn.Module):
     Images are ``[B, 3, S, S]`` in ``[-1, 1]``.
     """
 
-    def __init__(self, size: int = 256, style_dim: int = 512, motion_dim: int = 20, channel_base: int = 16384,
-                 channel_max: int = 512, blur_kernel: Sequence[float] = BLUR_KERNEL) -> None:
+    def __init__(self, size: int = 256, config: LIAConfig | Mapping[str, Any] | None = None,
+                 blur_kernel: Sequence[float] = BLUR_KERNEL, **overrides: Any) -> None:
         super().__init__()
+        c = self.config = replace(LIAConfig.coerce(config), **overrides)
         self.size = size
-        self.style_dim = style_dim
-        self.motion_dim = motion_dim
-        channels = channel_map(size, channel_base, channel_max)
-        self.enc = LIAEncoder(size, style_dim, motion_dim, channels, blur_kernel)
-        self.dec = LIASynthesis(size, style_dim, motion_dim, channels, blur_kernel)
+        self.style_dim = c.style_dim
+        self.motion_dim = c.motion_dim
+        channels = channel_map(size, c.channel_base, c.channel_max)
+        self.enc = LIAEncoder(size, c.style_dim, c.motion_dim, channels, blur_kernel)
+        self.dec = LIASynthesis(size, c.style_dim, c.motion_dim, channels, blur_kernel)
 
     # ---------------------------------------------------------------------------------------- pieces
     def encode(self, image: Tensor) -> tuple[Tensor, list[Tensor]]:

@@ -87,7 +87,7 @@ class LIABackbone(nn.Module):
 
 
 def build_lia_backbone(config: dict[str, Any]) -> LIABackbone:
-    """A frozen LIA backbone from generator keyword arguments (see ``LIA.generator_config``)."""
+    """A frozen LIA backbone from generator keyword arguments (see ``LIA.generator_kwargs``)."""
     return LIABackbone(LIAGenerator(**config))
 
 

@@ -29,6 +29,7 @@ uses absolute driving).
 from __future__ import annotations
 
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -80,9 +81,12 @@ def read_backbone_checkpoint(path: str | Path) -> tuple[str, dict[str, Any], dic
         name = info["model"]
         if name not in BACKBONES:
             raise ValueError(f"{path} holds a {name!r} model; LPMM backbones: {', '.join(BACKBONES)}")
-        hp = checkpoint.get("hyper_parameters") or {}
-        config = {"size": hp["image_size"], "style_dim": hp["style_dim"], "motion_dim": hp["motion_dim"],
-                  "channel_base": hp["channel_base"], "channel_max": hp["channel_max"]}
+        from reenact.models.lia.lightning_model import LIA
+        from reenact.models.lia.torch_model import LIAConfig
+
+        # Checkpoints written before LIA's `generator` section hold its fields flat: upgraded first.
+        hp = LIA.upgrade_hyper_parameters(dict(checkpoint.get("hyper_parameters") or {}))
+        config = {"size": hp["image_size"], **asdict(LIAConfig.coerce(hp.get("generator")))}
         state = {k[len("generator."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("generator.")}
         return name, config, state
     return "lia", dict(OFFICIAL_CONFIG), generator_state_dict(checkpoint)
