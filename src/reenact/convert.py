@@ -34,6 +34,14 @@ def convert_fsrt(checkpoint: str | None, kp_detector: str | None, preset: str = 
     return module
 
 
+def pretrained_fsrt(tag: str, files: list[str]) -> Any:
+    """``create_model("fsrt", pretrained=tag)``: the released model file and FOMM's detector (``files``) in the
+    architecture of :data:`reenact.registry.PRETRAINED_PRESET`, with the small decoder for ``vox256-small``."""
+    from reenact.registry import PRETRAINED_PRESET
+
+    return convert_fsrt(files[0], files[1], preset=PRETRAINED_PRESET, small_decoder=tag == "vox256-small")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(
         prog="reenact convert",
@@ -91,4 +99,4 @@ def run_convert(args: list[str]) -> int:
     return 0
 
 
-__all__ = ["build_parser", "convert_fsrt", "run_convert"]
+__all__ = ["build_parser", "convert_fsrt", "pretrained_fsrt", "run_convert"]

@@ -93,11 +93,16 @@ for _entry in BUILTIN_MODELS:
     register_model(*_entry)
 
 
-#: Released weights per model, as timm's pretrained tags: tag -> (weights entries in :mod:`reenact.weights`,
-#: how :mod:`reenact.convert` builds the module from the resolved files).
+#: Released weights per model, as timm's pretrained tags: tag -> weights entries in :mod:`reenact.weights`.
 PRETRAINED: dict[str, dict[str, tuple[str, ...]]] = {
     "fsrt": {"vox256": ("fsrt-vox256", "fomm-kp-detector"), "vox256-small": ("fsrt-vox256-small", "fomm-kp-detector")},
     "lia": {"vox": ("lia-vox",)},
+}
+#: The function that builds each model with its released weights, ``"module:function"`` taking
+#: ``(tag, resolved files)``; looked up by name (as the model classes are) so this module imports no model code.
+PRETRAINED_BUILDERS: dict[str, str] = {
+    "fsrt": "reenact.convert:pretrained_fsrt",
+    "lia": "reenact.models.lia.official:pretrained_lia",
 }
 
 
@@ -209,15 +214,11 @@ def _create_pretrained(name: str, tag: str | bool, overrides: dict[str, Any]) ->
     if overrides:
         raise ValueError(f"create_model({name!r}, pretrained={tag!r}) has the released architecture; drop the "
                          f"overrides {sorted(overrides)}")
-    from reenact import convert, weights
+    from reenact import weights
 
-    files = [weights.resolve(entry) for entry in PRETRAINED[name][tag]]
-    if name == "fsrt":
-        return convert.convert_fsrt(str(files[0]), str(files[1]), preset=PRETRAINED_PRESET,
-                                    small_decoder=tag == "vox256-small")
-    from reenact.models.lia.official import lia_module_from_official
-
-    return lia_module_from_official(str(files[0]))
+    files = [str(weights.resolve(entry)) for entry in PRETRAINED[name][tag]]
+    module_name, _, function = PRETRAINED_BUILDERS[name].partition(":")
+    return getattr(importlib.import_module(module_name), function)(tag, files)
 
 
 def load_from_checkpoint(path: str | Path, map_location: str = "cpu", strict: bool = True) -> ReenactmentModule:

@@ -77,20 +77,9 @@ def read_raw_frames(path: str | Path, command: str, max_frames: int | None = Non
         raise SystemExit(f"reenact {command}: {error}") from None
 
 
-def to_tensor(frames: Any, size: int | None = None) -> Any:
-    """``[N, H, W, 3]`` uint8 -> ``[N, 3, H, W]`` float in [0, 1], resized to ``size x size`` when given."""
-    import numpy as np
-    import torch
-    import torch.nn.functional as F
-
-    tensor = torch.from_numpy(np.require(frames, requirements="W")).permute(0, 3, 1, 2).float().div(255)
-    if size is None:
-        return tensor
-    resized = F.interpolate(tensor, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return resized.clamp(0, 1)
-
-
 def read_frames(path: str | Path, size: int, command: str, max_frames: int | None = None,
                 still: bool = False) -> Any:
     """A video, frame folder or (``still``) an image / a video's first frame -> ``[N, 3, size, size]`` in [0, 1]."""
+    from reenact.data.video import to_tensor
+
     return to_tensor(read_raw_frames(path, command, max_frames, still), size)

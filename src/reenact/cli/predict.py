@@ -19,8 +19,8 @@ from reenact.cli.common import (
     read_frames,
     read_raw_frames,
     sidecar_path,
-    to_tensor,
 )
+from reenact.data.video import to_tensor
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".gif", ".mkv")
 

@@ -73,6 +73,19 @@ def read_image(path: str | Path) -> np.ndarray:
     return to_rgb(array)
 
 
+def to_tensor(frames: Any, size: int | None = None) -> Any:
+    """``[N, H, W, 3]`` uint8 -> ``[N, 3, H, W]`` float in [0, 1], resized to ``size x size`` when given
+    (antialiased bilinear)."""
+    import torch
+    import torch.nn.functional as F
+
+    tensor = torch.from_numpy(np.require(frames, requirements="W")).permute(0, 3, 1, 2).float().div(255)
+    if size is None:
+        return tensor
+    resized = F.interpolate(tensor, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return resized.clamp(0, 1)
+
+
 def read_video(path: str | Path, max_frames: int | None = None) -> np.ndarray:
     """A video file or a folder of frames -> ``[T, H, W, 3]`` uint8 RGB.
 

@@ -107,8 +107,8 @@ class StudioSession:
     def prepare_image(self, image: np.ndarray | None, crop: bool = False, what: str = "source image") -> torch.Tensor:
         """An uploaded ``[H, W, 3]`` uint8 image -> ``[1, 3, size, size]`` in [0, 1], resized as ``reenact edit``
         reads its ``--source`` (optionally cropped to the face first, as ``predict --crop_source``)."""
-        from reenact.cli.common import to_tensor
         from reenact.data.facecrop import NoFaceError, apply_crop, find_face_crop
+        from reenact.data.video import to_tensor
 
         if image is None:
             raise StudioError(f"no {what} given")
@@ -307,9 +307,8 @@ class StudioSession:
 
         ``progress(done, total)`` is called after each chunk of frames.
         """
-        from reenact.cli.common import to_tensor
         from reenact.data.facecrop import NoFaceError, apply_crop, find_face_crop
-        from reenact.data.video import VideoReadError, read_video, video_fps, write_video
+        from reenact.data.video import VideoReadError, read_video, to_tensor, video_fps, write_video
 
         if self.source is None:
             raise StudioError("upload or pick a source image first")

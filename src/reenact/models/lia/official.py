@@ -116,3 +116,8 @@ def save_as_reenact_checkpoint(path: str | Path, out: str | Path, **overrides: A
     from reenact.checkpoints import save_checkpoint
 
     return save_checkpoint(lia_module_from_official(path, **overrides), out, converted_from=str(path))
+
+
+def pretrained_lia(tag: str, files: list[str]) -> torch.nn.Module:
+    """``create_model("lia", pretrained=tag)``: the released ``vox.pt`` (``files[0]``) in a LIA module."""
+    return lia_module_from_official(files[0])

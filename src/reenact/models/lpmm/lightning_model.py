@@ -39,6 +39,7 @@ from torchmetrics import MeanMetric
 from reenact.data.datasets import SamplingSpec
 from reenact.metrics import EXPRESSION_TRANSFER, FRONTALISATION
 from reenact.models.base import ReenactmentModule
+from reenact.models.lpmm import control
 from reenact.models.lpmm.adaptor import BACKBONES, LPAdaptor, pose_regularisation, rgb_loss
 from reenact.models.lpmm.pca import NUM_LANDMARKS, LandmarkPCA, align_landmarks, nme
 from reenact.models.lpmm.posemap import PoseMap
@@ -206,8 +207,6 @@ class LPMM(ReenactmentModule):
         (:func:`~reenact.models.lpmm.control.transfer_expression`) and/or the head pose set to ``head_pose [B, 3]``
         degrees through the pose map (:class:`~reenact.models.lpmm.posemap.PoseMap`; raises
         :class:`~reenact.models.lpmm.posemap.PoseNotFittedError` without one)."""
-        from reenact.models.lpmm import control
-
         if head_pose is None:
             return control.transfer_expression(self, source, source if expression_from is None else expression_from)
         return control.set_head_pose(self, source, head_pose, expression_from=expression_from)
