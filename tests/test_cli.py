@@ -146,6 +146,25 @@ def test_predict_copy_source_writes_video_and_refuses_overwrite(synthetic_root: 
     assert main([*args, "--overwrite"]) == 0
 
 
+def test_every_command_reads_its_options_from_a_config_file(synthetic_root: Path, tmp_path: Path) -> None:
+    """One framework (jsonargparse) under every command: ``--config FILE`` gives the options, later ones override
+    them, a subcommand's options sit under its name, and a misspelt key in the file is an error."""
+    driving = sorted((synthetic_root / "test").iterdir())[0]
+    source = sorted((synthetic_root / "test").iterdir())[-1]
+    out = tmp_path / "from_config.mp4"
+    config = tmp_path / "predict.yaml"
+    config.write_text(f"model: copy-source\nsource: {source}\ndriving: {driving}\nout: {out}\nmax_frames: 3\n")
+    assert main(["predict", "--config", str(config), "--max_frames", "2"]) == 0
+    assert read_video(out).shape[0] == 2  # the command line overrides the file
+    synth = tmp_path / "synth.yaml"
+    synth.write_text(f"synth:\n  out: {tmp_path / 'synth'}\n  videos: 2\n  frames: 4\n  size: 32\n")
+    assert main(["data", "--config", str(synth), "synth"]) == 0
+    assert len(list((tmp_path / "synth" / "train").iterdir())) + len(list((tmp_path / "synth" / "test").iterdir())) == 2
+    config.write_text(f"model: copy-source\nsource: {source}\ndriving: {driving}\nout: {out}\nmax_frame: 3\n")
+    with pytest.raises(SystemExit):
+        main(["predict", "--config", str(config), "--overwrite"])
+
+
 def test_predict_learned_model_needs_checkpoint(synthetic_root: Path, tmp_path: Path) -> None:
     video = sorted((synthetic_root / "test").iterdir())[0]
     with pytest.raises(SystemExit, match="--ckpt"):

@@ -1,5 +1,10 @@
 """Command-line conventions shared by every ``reenact`` command that is not Lightning's CLI.
 
+One framework everywhere: every command's parser is a :class:`jsonargparse.ArgumentParser`, the library Lightning's
+CLI (``fit``/``validate``/``test``) is built on, so each command also reads its options from a config file
+(``--config FILE``, YAML or JSON, overridden by what follows it on the command line) and prints its resolved
+options (``--print_config``).
+
 One flag style everywhere: long options are spelled with underscores, as Lightning's own (``--ckpt_path``,
 ``--trainer.max_steps``, ``--data.root``), so ``reenact predict --find_best_frame`` reads like
 ``reenact fit --trainer.max_steps``. The dashed spelling (``--find_best_frame``) is accepted as well, because
@@ -11,6 +16,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
+
+import jsonargparse
 
 
 def normalise_flags(args: Sequence[str]) -> list[str]:
@@ -28,13 +36,21 @@ def normalise_flags(args: Sequence[str]) -> list[str]:
     return normalised
 
 
-class ArgumentParser(argparse.ArgumentParser):
-    """:class:`argparse.ArgumentParser` that accepts both spellings of a long option (see the module docstring).
-    Declare options with underscores. Sub-parsers made by ``add_subparsers`` are of this class too."""
+class ArgumentParser(jsonargparse.ArgumentParser):
+    """:class:`jsonargparse.ArgumentParser` that accepts both spellings of a long option (see the module docstring)
+    and has ``--config FILE`` / ``--print_config`` (``config_file=False`` leaves them out, e.g. for the parsers of
+    subcommands, whose parent has them). Declare options with underscores. Options are parsed strictly: a typo is
+    an error, never ignored (jsonargparse has no ``parse_known_args``)."""
 
-    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
-                         namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
-        return super().parse_known_args(normalise_flags(sys.argv[1:] if args is None else args), namespace)
+    def __init__(self, *args: Any, config_file: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if config_file:
+            self.add_argument("--config", action=jsonargparse.ActionConfigFile,
+                              help="read options from a YAML/JSON file (later options override it)")
+
+    def parse_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                   namespace: Any = None, **kwargs: Any) -> Any:
+        return super().parse_args(normalise_flags(sys.argv[1:] if args is None else args), namespace, **kwargs)
 
 
 class BooleanFlag(argparse.Action):

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 from reenact.argparsing import ArgumentParser, positive_int
 from reenact.cli.common import console, error_console
@@ -101,20 +101,22 @@ def run_doctor(args: list[str]) -> int:
 
 def run_data(args: list[str]) -> int:
     parser = ArgumentParser(prog="reenact data", description="Dataset tools.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    check = commands.add_parser("check", help="check a FOMM-layout dataset and name every problem")
+    commands = parser.add_subcommands(required=True, dest="command")
+    check = ArgumentParser(prog="reenact data check", config_file=False)
     check.add_argument("root", help="dataset root with train/ and test/ (optional val/)")
     check.add_argument("--min_frames", type=positive_int, default=2, help="shortest usable video (default: 2)")
     check.add_argument("--require_annotations", action="store_true", help="treat missing annotations as errors")
     check.add_argument("--json", dest="json_out", help="also write the report as JSON to this file")
-    annotate = commands.add_parser("annotate", help="write 68 landmarks and head pose per frame with a landmark "
-                                                    "backend (annotations/<split>/<video>.npz)")
+    commands.add_subcommand("check", check, help="check a FOMM-layout dataset and name every problem")
+    annotate = ArgumentParser(prog="reenact data annotate", config_file=False)
     annotate.add_argument("root", help="dataset root with train/ and test/ (optional val/)")
     annotate.add_argument("--backend", default="dlib", help="landmark backend: dlib (default), face-alignment, "
                                                             "mediapipe")
     annotate.add_argument("--overwrite", action="store_true", help="re-annotate videos that already have a file")
     annotate.add_argument("--json", dest="json_out", help="also write the summary as JSON to this file")
-    synth = commands.add_parser("synth", help="write a synthetic talking-head dataset with ground truth")
+    commands.add_subcommand("annotate", annotate, help="write 68 landmarks and head pose per frame with a landmark "
+                                                       "backend (annotations/<split>/<video>.npz)")
+    synth = ArgumentParser(prog="reenact data synth", config_file=False)
     synth.add_argument("--out", required=True, help="output root (FOMM layout + annotations/)")
     synth.add_argument("--videos", type=positive_int, default=40, help="number of videos (default: 40)")
     synth.add_argument("--frames", type=positive_int, default=32, help="frames per video (default: 32)")
@@ -122,7 +124,11 @@ def run_data(args: list[str]) -> int:
     synth.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     synth.add_argument("--format", choices=("mp4", "png"), default="mp4", help="videos or PNG folders")
     synth.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
-    options = parser.parse_args(args)
+    commands.add_subcommand("synth", synth, help="write a synthetic talking-head dataset with ground truth")
+    parsed = parser.parse_args(args)
+    # The chosen subcommand's options sit in a group of its name (jsonargparse's subcommand layout).
+    options = parsed[parsed.command]
+    options.command = parsed.command
 
     if options.command == "check":
         from rich.progress import Progress
@@ -166,7 +172,7 @@ def run_data(args: list[str]) -> int:
     return 0
 
 
-def _annotate(options: argparse.Namespace) -> int:
+def _annotate(options: Any) -> int:
     from rich.progress import Progress
     from rich.table import Table
 

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from reenact.argparsing import ArgumentParser
+from reenact.argparsing import ArgumentParser, normalise_flags
 from reenact.comparison.plan import Stage, split_variant
 
 console = Console()
@@ -60,7 +60,7 @@ itself is always step-counted.
 """
 
 
-def parser() -> argparse.ArgumentParser:
+def parser() -> ArgumentParser:
     p = ArgumentParser(
         prog="reenact benchmark", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
         description="Train every model with one shared Trainer configuration, data and seed, evaluate all of them "
@@ -306,24 +306,33 @@ def record_checkpoint(record: dict[str, Any]) -> str | None:
     return None
 
 
+def split_passthrough(args: list[str]) -> tuple[list[str], list[str]]:
+    """``(the benchmark's own arguments, Lightning options for every stage)``: ``--trainer.X V`` and ``--data.X V``
+    (or ``--trainer.X=V``) pass through to each stage's ``reenact fit``/``test``; the value after such an option
+    belongs to it even when it looks like an option (``-1``)."""
+    own: list[str] = []
+    extra: list[str] = []
+    expects_value = False
+    for argument in args:
+        if expects_value:
+            extra.append(argument)
+            expects_value = False
+        elif argument.split("=", 1)[0].startswith(("--trainer.", "--data.")):
+            extra.append(argument)
+            expects_value = "=" not in argument
+        else:
+            own.append(argument)
+    return own, extra
+
+
 def run_benchmark(args: list[str]) -> int:
     from reenact.comparison.plan import Budget, plan
     from reenact.comparison.report import bar_charts, build_payload, loss_curves, markdown
     from reenact.comparison.runner import StageChanged, StageFailed, StageRunner, write_json
     from reenact.registry import get_entry
 
-    options, extra = parser().parse_known_args(args)
-    # Lightning options for every stage (`--trainer.X V`, `--data.X V`) pass through; anything else is a typo.
-    unknown, expects_value = [], False
-    for argument in extra:
-        if argument.split("=", 1)[0].startswith(("--trainer.", "--data.")):
-            expects_value = "=" not in argument
-        elif expects_value:
-            expects_value = False  # the value of the option before it (may look like -1)
-        else:
-            unknown.append(argument)
-    if unknown:
-        parser().error(f"unrecognized arguments: {' '.join(unknown)} (only --trainer.* and --data.* pass through)")
+    own, extra = split_passthrough(normalise_flags(args))
+    options = parser().parse_args(own)  # anything not the benchmark's own nor passed through is an error here
     owned = [a for a in extra if a.split("=", 1)[0] in BENCHMARK_OWNED]
     if owned:
         parser().error(f"{' '.join(owned)}: the benchmark sets these itself (training length: --budget; validation "
