@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -82,6 +83,16 @@ class ReenactmentModule(L.LightningModule):
     editing_tasks: ClassVar[tuple[str, ...]] = EDITING_TASKS
     #: Editing protocol: frames 0, s, 2s, ... of each test video are edited (bounds its cost; s = 4).
     editing_frame_stride: ClassVar[int] = 4
+
+    def generator_config_from_hparams(self) -> ArchitectureConfig:
+        """The ``generator`` argument saved by ``save_hyperparameters`` (a config or a mapping of its fields) as a
+        :attr:`generator_config`; the hyper-parameters keep it as a plain mapping, so checkpoints load with
+        ``weights_only=True`` and saved config files stay plain YAML."""
+        if self.generator_config is None:
+            raise TypeError(f"{type(self).__name__} has no generator config")
+        config = self.generator_config.coerce(self.hparams.get("generator"))
+        self.hparams["generator"] = asdict(config)
+        return config
 
     @classmethod
     def upgrade_hyper_parameters(cls, hparams: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ generator is built from it, and the module stores it as a plain mapping so check
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, dataclass, fields, replace
 from typing import Any, TypeVar
 
 Config = TypeVar("Config", bound="ArchitectureConfig")
@@ -42,6 +42,12 @@ class ArchitectureConfig:
         if unknown:
             raise TypeError(f"unknown {cls.__name__} fields {unknown}; known: {sorted(cls.field_names())}")
         return cls(**dict(value))
+
+    @classmethod
+    def resolve(cls: type[Config], value: Config | Mapping[str, Any] | None, **overrides: Any) -> Config:
+        """:meth:`coerce`, then keyword ``overrides`` of single fields on top: what a generator's constructor
+        takes (``FSRTGenerator(config, latent_dim=96)``)."""
+        return replace(cls.coerce(value), **overrides)
 
     @classmethod
     def gather(cls, hparams: Mapping[str, Any], section: str = "generator") -> dict[str, Any]:

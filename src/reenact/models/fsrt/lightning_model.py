@@ -30,7 +30,6 @@ Adam with linear warm-up then exponential decay (``LambdaLR``), as the released 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict
 from typing import Any
 
 import torch
@@ -172,10 +171,8 @@ class FSRT(ReenactmentModule):
     ) -> None:
         super().__init__(image_size=image_size, metrics=metrics, relative=relative, eval_chunk=eval_chunk,
                          num_sample_frames=num_sample_frames)
-        config = FSRTConfig.coerce(generator)
         self.save_hyperparameters()
-        # A plain mapping, so checkpoints load with weights_only=True and config files stay plain YAML.
-        self.hparams["generator"] = asdict(config)
+        config = self.generator_config_from_hparams()
         self.automatic_optimization = False
         if phase3_start < phase2_start:
             raise ValueError(f"phase3_start ({phase3_start}) must not come before phase2_start ({phase2_start})")

@@ -31,7 +31,7 @@ colours (no sigmoid, as released: the MSE is taken on them); :meth:`FSRTGenerato
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -172,7 +172,7 @@ class FSRTGenerator(nn.Module):
 
     def __init__(self, config: FSRTConfig | Mapping[str, Any] | None = None, **overrides: Any) -> None:
         super().__init__()
-        c = self.config = replace(FSRTConfig.coerce(config), **overrides)
+        c = self.config = FSRTConfig.resolve(config, **overrides)
         self.num_keypoints = c.num_keypoints
         self.render_chunk = c.render_chunk
         self.num_conv_blocks = c.num_conv_blocks

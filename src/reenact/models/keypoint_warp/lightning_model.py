@@ -8,7 +8,6 @@ spline transform, which keeps the unsupervised keypoints tied to image content.
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
 import torch
@@ -51,10 +50,8 @@ class KeypointWarp(ReenactmentModule):
                  eval_chunk: int = 16, num_sample_frames: int = 4) -> None:
         super().__init__(image_size=image_size, metrics=metrics, relative=relative, eval_chunk=eval_chunk,
                          num_sample_frames=num_sample_frames)
-        config = KeypointWarpConfig.coerce(generator)
         self.save_hyperparameters()
-        # A plain mapping, so checkpoints load with weights_only=True and config files stay plain YAML.
-        self.hparams["generator"] = asdict(config)
+        config = self.generator_config_from_hparams()
         self.generator = KeypointWarpGenerator(config)
         from reenact.nn.losses import VGG19Perceptual
 

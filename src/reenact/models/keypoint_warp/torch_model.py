@@ -17,7 +17,7 @@ and run comfortably on a CPU at 64x64.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -90,7 +90,7 @@ class KeypointWarpGenerator(nn.Module):
 
     def __init__(self, config: KeypointWarpConfig | Mapping[str, Any] | None = None, **overrides: Any) -> None:
         super().__init__()
-        c = self.config = replace(KeypointWarpConfig.coerce(config), **overrides)
+        c = self.config = KeypointWarpConfig.resolve(config, **overrides)
         self.num_keypoints = c.num_keypoints
         self.num_down_blocks = c.num_down_blocks
         self.keypoint_detector = KeypointDetector(

@@ -15,7 +15,6 @@ both optimisers step. Each batch therefore makes two optimiser steps and advance
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
 import torch
@@ -86,10 +85,8 @@ class LIA(ReenactmentModule):
                  num_sample_frames: int = 4) -> None:
         super().__init__(image_size=image_size, metrics=metrics, relative=relative, eval_chunk=eval_chunk,
                          num_sample_frames=num_sample_frames)
-        config = LIAConfig.coerce(generator)
         self.save_hyperparameters()
-        # A plain mapping, so checkpoints load with weights_only=True and config files stay plain YAML.
-        self.hparams["generator"] = asdict(config)
+        config = self.generator_config_from_hparams()
         if structural_loss != "pyramid_l1":
             raise ValueError(f"structural_loss must be 'pyramid_l1', got {structural_loss!r}")
         self.automatic_optimization = False

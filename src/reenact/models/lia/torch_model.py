@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -263,7 +263,7 @@ class LIAGenerator(nn.Module):
     def __init__(self, size: int = 256, config: LIAConfig | Mapping[str, Any] | None = None,
                  blur_kernel: Sequence[float] = BLUR_KERNEL, **overrides: Any) -> None:
         super().__init__()
-        c = self.config = replace(LIAConfig.coerce(config), **overrides)
+        c = self.config = LIAConfig.resolve(config, **overrides)
         self.size = size
         self.style_dim = c.style_dim
         self.motion_dim = c.motion_dim

@@ -33,7 +33,6 @@ Samples are ``sequence`` clips (T = 5 source and T = 5 driving frames of one vid
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any, ClassVar, Literal, NamedTuple
 
 import torch
@@ -143,10 +142,8 @@ class PECHead(ReenactmentModule):
                  eval_chunk: int = 16, num_sample_frames: int = 4) -> None:
         super().__init__(image_size=image_size, metrics=metrics, relative=relative, eval_chunk=eval_chunk,
                          num_sample_frames=num_sample_frames)
-        config = PECHeadConfig.coerce(generator)
         self.save_hyperparameters()
-        # A plain mapping, so checkpoints load with weights_only=True and config files stay plain YAML.
-        self.hparams["generator"] = asdict(config)
+        config = self.generator_config_from_hparams()
         if stage not in ("generator", "reconstructor"):
             raise ValueError(f"stage must be 'generator' or 'reconstructor', got {stage!r}")
         if variant not in VARIANTS:

@@ -25,7 +25,7 @@ Lightning wrapper :mod:`reenact.models.pechead.lightning_model` turns its coeffi
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -101,9 +101,8 @@ class PECHeadGenerator(nn.Module):
                  motion_mode: MotionMode = "mmfa", deformable: bool = True, use_cap: bool = True,
                  **overrides: Any) -> None:
         super().__init__()
-        c = self.config = replace(PECHeadConfig.coerce(config), **overrides)
-        output_skip = c.output_skip
-        self.output_skip = output_skip
+        c = self.config = PECHeadConfig.resolve(config, **overrides)
+        self.output_skip = c.output_skip
         self.keypoint_estimator = PoseAwareKeypointEstimator(c.num_keypoints, cond_dim, c.kp_block_expansion,
                                                              c.kp_max_features, c.kp_num_blocks, c.kp_scale_factor)
         widths = [min(c.max_features, c.block_expansion * 2**i) for i in range(3)]
@@ -119,7 +118,7 @@ class PECHeadGenerator(nn.Module):
         self.bottleneck = nn.Sequential(*[ResBlock2d(channels) for _ in range(c.num_bottleneck_blocks)])
         self.decoder = nn.Sequential(UpBlock2d(widths[2], widths[1]), UpBlock2d(widths[1], widths[0]))
         self.final = nn.Conv2d(widths[0], 3, kernel_size=7, padding=3)
-        if output_skip == "warped_source":
+        if c.output_skip == "warped_source":
             nn.init.zeros_(self.final.weight)
             nn.init.zeros_(self.final.bias)
 
