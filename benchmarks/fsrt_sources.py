@@ -61,19 +61,19 @@ def run(sources: int, scale: float, folder: Path) -> dict[str, object]:
     from reenact.models import create_model
 
     config = yaml.safe_load(PRESET.read_text())
-    overrides: dict[str, object] = {"train_sources": sources, "metrics": METRICS}
+    overrides: dict[str, object] = {"train_sources": sources}
     for name in STEP_HPARAMS["fsrt"]:
         value = config["model"][name]
         overrides[name] = 0 if value == 0 else max(1, round(value * scale))
     steps = max(1, round(config["trainer"]["max_steps"] * scale))
     L.seed_everything(0)
-    model = create_model("fsrt", preset="tiny", **overrides)
+    model = create_model("fsrt", preset="tiny", evaluation={"metrics": METRICS}, **overrides)
     started = time.perf_counter()
     fit = trainer(folder / f"fsrt-{sources}", steps)
     fit.fit(model, datamodule=datamodule(sources))
     seconds = time.perf_counter() - started
     fsrt = same_identity(model, sources, folder / f"fsrt-{sources}-test")
-    floor = same_identity(create_model("copy-source", preset="tiny", metrics=METRICS), sources,
+    floor = same_identity(create_model("copy-source", preset="tiny", evaluation={"metrics": METRICS}), sources,
                           folder / f"copy-{sources}")
     return {"sources": sources, "steps": steps, "train_seconds": round(seconds, 1), "fsrt": fsrt,
             "copy_source": floor}

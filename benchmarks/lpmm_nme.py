@@ -47,7 +47,7 @@ def run(k: int, steps: int, backbone: Path, folder: Path) -> dict[str, float]:
 
     torch.manual_seed(0)
     model = create_model("lpmm", preset="tiny", backbone_ckpt=str(backbone), num_params=k, regressor_steps=steps,
-                         adaptor_steps=0, metrics=["l1"])
+                         adaptor_steps=0, evaluation={"metrics": ["l1"]})
     data = ReenactDataModule(image_size=model.image_size, batch_size=16, repeats=8, max_frames_per_video=8,
                              num_cross_identity_pairs=2)
     trainer = L.Trainer(accelerator="cpu", max_steps=steps, logger=False, enable_checkpointing=False,

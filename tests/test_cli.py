@@ -213,7 +213,7 @@ def test_ddp_fit_then_test_parity(synthetic_root: Path, tmp_path: Path) -> None:
     # The command line overrides the checkpoint's stored hyper-parameters (here: relative motion).
     relative_dir = tmp_path / "relative"
     relative_dir.mkdir()
-    run = _run(["test", "--ckpt_path", str(checkpoint), *common, "--model.relative", "true"], cwd=relative_dir)
+    run = _run(["test", "--ckpt_path", str(checkpoint), *common, "--evaluation.relative", "true"], cwd=relative_dir)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert _results(relative_dir / "runs")["relative"] is True
 

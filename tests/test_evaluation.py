@@ -33,7 +33,7 @@ def _batch(padding: bool) -> dict:
 
 
 def test_padding_batches_are_generated_but_not_counted() -> None:
-    model = reenact.models.create_model("copy-source", metrics=["l1", "psnr", "ms_ssim"])
+    model = reenact.models.create_model("copy-source", evaluation={"metrics": ["l1", "psnr", "ms_ssim"]})
     model._reset_evaluation()
     model._evaluation_step(_batch(False), 0)
     model._evaluation_step(_batch(True), 1)
@@ -90,7 +90,7 @@ def test_models_that_cannot_edit_have_no_editing_section(synthetic_root: Path, t
 
     from reenact.data import ReenactDataModule
 
-    model = reenact.models.create_model("copy-source", image_size=64, metrics=["l1", "are", "auh"])
+    model = reenact.models.create_model("copy-source", image_size=64, evaluation={"metrics": ["l1", "are", "auh"]})
     assert not model.supports_editing and model.editing_metric_names() == []
     with pytest.raises(NotImplementedError):
         model.edit_image(torch.rand(1, 3, 64, 64), head_pose=torch.zeros(1, 3))
@@ -124,7 +124,7 @@ def test_missing_evaluator_weights_are_reported_not_raised(synthetic_root: Path,
     from reenact.data import ReenactDataModule
 
     tmp_path = no_pretrained_weights
-    model = reenact.models.create_model("copy-source", image_size=64, metrics=["l1", "lpips"])
+    model = reenact.models.create_model("copy-source", image_size=64, evaluation={"metrics": ["l1", "lpips"]})
     data = ReenactDataModule(root=str(synthetic_root), image_size=64, max_frames_per_video=2,
                              num_cross_identity_pairs=1)
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
@@ -135,3 +135,41 @@ def test_missing_evaluator_weights_are_reported_not_raised(synthetic_root: Path,
     assert metrics["l1"]["value"] is not None
     assert metrics["lpips"]["value"] is None and metrics["lpips"]["count"] == 0
     assert "alexnet-owt-7be5be79.pth" in metrics["lpips"]["reason"]
+
+
+def test_validation_runs_its_cheap_metrics_and_test_its_own(synthetic_root: Path, tmp_path: Path) -> None:
+    """The ``evaluation`` section: validation scores ``validation_metrics`` only (no face backend at every
+    validation), test scores ``metrics``; the model's constructor takes none of it."""
+    import lightning as L
+
+    from reenact.data import ReenactDataModule
+
+    model = reenact.models.create_model("copy-source", image_size=64,
+                                        evaluation={"metrics": ["l1", "akd"], "validation_metrics": ["psnr"]})
+    data = ReenactDataModule(root=str(synthetic_root), image_size=64, max_frames_per_video=2,
+                             num_cross_identity_pairs=1)
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=tmp_path)
+    validated = trainer.validate(model, datamodule=data, verbose=False)[0]
+    assert "val/same_identity/psnr" in validated
+    assert not any(key.endswith(("/l1", "/akd")) for key in validated)
+    trainer.test(model, datamodule=data, verbose=False)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert [m["name"] for m in results["protocols"]["same_identity"]["metrics"]] == ["l1", "akd"]
+
+
+def test_evaluation_config_rejects_unknown_metrics_and_old_arguments() -> None:
+    import pytest
+
+    from reenact.evaluation import EvaluationConfig
+
+    with pytest.raises(ValueError, match=r"evaluation.metrics: unknown metrics \['l2'\]"):
+        EvaluationConfig(metrics=["l1", "l2"])
+    with pytest.raises(ValueError, match="evaluation.chunk must be at least 1"):
+        EvaluationConfig(chunk=0)
+    # The evaluation is no longer a model argument: a model constructor refuses it.
+    with pytest.raises(TypeError, match="metrics"):
+        reenact.models.create_model("copy-source", metrics=["l1"])
+    model = reenact.models.create_model("keypoint-warp", evaluation={"relative": True, "chunk": 3})
+    assert model.evaluation == EvaluationConfig(relative=True, chunk=3)
+    assert model.configure_evaluation(metrics=["l1"]).evaluation.metrics == ("l1",)

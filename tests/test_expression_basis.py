@@ -113,7 +113,7 @@ def test_bfm_file_errors_name_the_file(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("REENACT_WEIGHTS_DIR", str(tmp_path / "nothing"))
     monkeypatch.delenv("REENACT_WEIGHTS_BFM_FRONT", raising=False)
     # Without the file a model still builds (a checkpoint would bring the basis); training asks for the file.
-    module = PECHead(image_size=32, expression_basis="bfm", metrics=[], generator=SMALL_GENERATOR)
+    module = PECHead(image_size=32, expression_basis="bfm", generator=SMALL_GENERATOR)
     assert not module.reconstructor.expression_ready
     with pytest.raises(MissingWeightsError, match="BFM_model_front.mat"):
         module.on_fit_start()
@@ -125,13 +125,13 @@ def test_pechead_bfm_basis_from_a_configured_path(tmp_path: Path, monkeypatch: p
     monkeypatch.delenv("REENACT_WEIGHTS_BFM_FRONT", raising=False)
     path = tmp_path / "BFM_model_front.mat"
     _write_bfm(path, torch.randn(64, 68, 3) * 0.02)
-    module = PECHead(image_size=32, expression_basis="bfm", bfm_path=str(path), metrics=[],
+    module = PECHead(image_size=32, expression_basis="bfm", bfm_path=str(path),
                      generator=SMALL_GENERATOR).eval()
     with torch.no_grad():
         coefficients = module.coefficients(torch.rand(1, 1, 3, 32, 32))
     assert coefficients["expression"].shape == (1, 1, 64)
     assert module.reconstructor.expression_ready and module.reconstructor.expression_range == (-3.0, 3.0)
-    elsewhere = PECHead(image_size=32, expression_basis="bfm", metrics=[], generator=SMALL_GENERATOR)
+    elsewhere = PECHead(image_size=32, expression_basis="bfm", generator=SMALL_GENERATOR)
     assert not elsewhere.reconstructor.expression_ready
     elsewhere.load_state_dict(module.state_dict())
     assert elsewhere.reconstructor.expression_ready
@@ -145,7 +145,7 @@ def test_pechead_learns_its_expression_basis_in_the_r_stage_and_keeps_it(synthet
     checkpoint, the generator stage loads it from there, and a generator stage with an unfitted basis is refused."""
     from reenact.data import ReenactDataModule
 
-    sizes = dict(image_size=32, expression_basis="learned", expression_components=30, metrics=[],
+    sizes = dict(image_size=32, expression_basis="learned", expression_components=30,
                  generator=SMALL_GENERATOR, disc_block_expansion=8, disc_max_features=32, disc_num_blocks=3,
                  frame_flow="dis")
     r_stage = PECHead(stage="reconstructor", **sizes)

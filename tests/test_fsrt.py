@@ -221,7 +221,7 @@ def test_shapes_chunked_decoding_and_one_to_three_sources() -> None:
 
 def test_relative_motion_and_best_initial_frame() -> None:
     torch.manual_seed(0)
-    model = tiny(eval_chunk=2).eval()
+    model = tiny().configure_evaluation(chunk=2).eval()
     batch = face_batch(batch=1, sources=1)
     frames, landmarks = _clip(7, 0, 5, 64)
     driving = torch.from_numpy(frames).permute(0, 3, 1, 2).float()[None] / 255

@@ -23,7 +23,7 @@ GENERATOR = dict(block_expansion=8, max_features=32, num_bottleneck_blocks=1, kp
                  motion_max_features=32, motion_num_blocks=3, dcn_hidden=8, dcn_groups=4, cap_adaptation_blocks=1,
                  cap_refinement_blocks=1)
 SIZES = dict(image_size=32, reconstructor_backbone="resnet10t", frame_flow="dis", generator=GENERATOR,
-             disc_block_expansion=8, disc_max_features=32, disc_num_blocks=3, metrics=[])
+             disc_block_expansion=8, disc_max_features=32, disc_num_blocks=3)
 #: The CPU-scale recipe of conf/pechead/tiny.yaml.
 RECIPE = dict(generator={**GENERATOR, "output_skip": "warped_source"}, adversarial_start=0.5, adversarial_ramp=0.25,
               reconstructor_lr=1e-3, expression_basis="blendshapes")

@@ -140,7 +140,7 @@ def test_generator_absolute_and_relative_modes() -> None:
 
 def test_module_animate_shapes_relative_and_chunking() -> None:
     torch.manual_seed(0)
-    module = LIA(**SMALL, eval_chunk=2).eval()
+    module = LIA(**SMALL).configure_evaluation(chunk=2).eval()
     source, driving = torch.rand(1, 1, 3, 32, 32), torch.rand(1, 5, 3, 32, 32)
     with torch.no_grad():
         absolute = module.animate(source, driving)

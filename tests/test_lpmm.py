@@ -460,7 +460,7 @@ def test_edit_image_transfers_expression_and_needs_a_pose_map_for_head_pose(fitt
     model = fitted_lpmm
     source, reference = torch.rand(2, 3, SIZE, SIZE), torch.rand(2, 3, SIZE, SIZE)
     assert model.supports_editing and model.editing_tasks == (EXPRESSION_TRANSFER,)
-    model.metric_names = ["l1", "are", "auh"]
+    model.configure_evaluation(metrics=["l1", "are", "auh"])
     assert model.editing_metric_names() == ["auh"]
     with torch.no_grad():
         # No reference: the source's own parameters, i.e. `control.edit` without changes.

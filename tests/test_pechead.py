@@ -409,7 +409,7 @@ def test_editing_protocol_in_the_shared_test(synthetic_root: Path, tmp_path: Pat
 
     from reenact.data import ReenactDataModule
 
-    module = _module(image_size=64, metrics=["l1", "ard", "are", "auh"])
+    module = _module(image_size=64).configure_evaluation(metrics=["l1", "ard", "are", "auh"])
     module.generator.forward = lambda source, cond_source, cond_driving, *rest: {  # type: ignore[method-assign]
         "image": source[:, :1].expand(-1, cond_driving.shape[1], -1, -1, -1).clone()}
     calls: list[tuple[int, bool, bool]] = []

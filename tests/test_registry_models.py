@@ -56,7 +56,7 @@ def test_keypoint_warp_animate_shapes_and_relative() -> None:
 
 def test_chunked_generation_matches_whole_video() -> None:
     torch.manual_seed(0)
-    model = reenact.models.create_model("keypoint-warp", eval_chunk=2).eval()
+    model = reenact.models.create_model("keypoint-warp", evaluation={"chunk": 2}).eval()
     source = torch.rand(1, 1, 3, 64, 64)
     driving = torch.rand(1, 5, 3, 64, 64)
     with torch.no_grad():
@@ -134,9 +134,12 @@ def test_checkpoint_with_flat_architecture_arguments_loads(tmp_path: Path) -> No
     checkpoint = torch.load(path, weights_only=True)
     hparams = checkpoint["hyper_parameters"]
     hparams.update(hparams.pop("generator"))
+    # ... and the evaluation arguments the models took before the `evaluation` section existed.
+    hparams.update(metrics=["l1"], relative=True, eval_chunk=4, num_sample_frames=2)
     torch.save(checkpoint, path)
     loaded = reenact.models.load_from_checkpoint(path)
     assert loaded.generator.config == model.generator.config and loaded.generator.num_keypoints == 6
+    assert "metrics" not in loaded.hparams and "eval_chunk" not in loaded.hparams
     for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
 

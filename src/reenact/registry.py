@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -164,8 +165,13 @@ def preset_config(name: str, preset: str = DEFAULT_PRESET) -> dict[str, Any]:
 
 
 def create_model(name: str, preset: str = DEFAULT_PRESET, checkpoint_path: str | Path | None = None,
-                 pretrained: str | bool = False, **overrides: Any) -> ReenactmentModule:
+                 pretrained: str | bool = False, evaluation: Mapping[str, Any] | None = None,
+                 **overrides: Any) -> ReenactmentModule:
     """Build a model from its preset's ``model:`` section, with keyword overrides on top.
+
+    Its evaluation (:class:`reenact.evaluation.EvaluationConfig`) is the preset's ``evaluation:`` section with the
+    fields of ``evaluation`` on top (e.g. ``evaluation={"metrics": ["l1", "psnr"], "relative": True}``); with a
+    checkpoint or released weights, the defaults with ``evaluation`` on top.
 
     With ``checkpoint_path`` (timm's argument), the model is the checkpoint's instead (its stored architecture
     and weights, :func:`load_from_checkpoint`); it must hold a ``name`` model, and ``preset``/``overrides`` are
@@ -187,11 +193,12 @@ def create_model(name: str, preset: str = DEFAULT_PRESET, checkpoint_path: str |
         model = load_from_checkpoint(checkpoint_path)
         if model.registry_name != name:
             raise ValueError(f"{checkpoint_path} holds a {model.registry_name!r} model, not {name!r}")
-        return model
+        return model.configure_evaluation(evaluation)
     if pretrained:
-        return _create_pretrained(name, pretrained, overrides)
+        return _create_pretrained(name, pretrained, overrides).configure_evaluation(evaluation)
     cls = get_entry(name).load_class()
-    arguments = dict(preset_config(name, preset).get("model") or {})
+    config = preset_config(name, preset)
+    arguments = dict(config.get("model") or {})
     # A Lightning CLI config may nest the arguments under init_args.
     arguments = dict(arguments.get("init_args", arguments))
     for key, value in overrides.items():
@@ -200,7 +207,7 @@ def create_model(name: str, preset: str = DEFAULT_PRESET, checkpoint_path: str |
             arguments[key] = {**arguments[key], **value}
         else:
             arguments[key] = value
-    return cls(**arguments)
+    return cls(**arguments).configure_evaluation({**(config.get("evaluation") or {}), **(evaluation or {})})
 
 
 def _create_pretrained(name: str, tag: str | bool, overrides: dict[str, Any]) -> ReenactmentModule:

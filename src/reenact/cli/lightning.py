@@ -55,6 +55,7 @@ def run_lightning(command: str, args: list[str]) -> int:
 
     from reenact.data import ReenactDataModule
     from reenact.data.discovery import DatasetError
+    from reenact.evaluation import EvaluationConfig
     from reenact.registry import get_entry, preset_path
     from reenact.training import follow_default_root_dir, trainer_defaults
     from reenact.weights import MissingWeightsError
@@ -86,10 +87,12 @@ def run_lightning(command: str, args: list[str]) -> int:
     class ReenactCLI(LightningCLI):
         def add_arguments_to_parser(self, parser: Any) -> None:
             parser.link_arguments("model.image_size", "data.image_size")
+            # The job's evaluation, beside model/data/trainer rather than inside every model's arguments.
+            parser.add_class_arguments(EvaluationConfig, "evaluation")
 
         def _parse_ckpt_path(self) -> None:
             # Lightning would apply the checkpoint's hyper-parameters over the command line, so
-            # `--model.relative true` would be ignored; they are a default config file here instead.
+            # `--evaluation.relative true` would be ignored; they are a default config file here instead.
             return
 
         def before_instantiate_classes(self) -> None:
@@ -99,6 +102,10 @@ def run_lightning(command: str, args: list[str]) -> int:
 
         def after_instantiate_classes(self) -> None:
             self.model.untrained_evaluation = untrained and checkpoint is None
+            evaluation = self.config_init[self.subcommand].get("evaluation")
+            if evaluation is not None and not isinstance(evaluation, EvaluationConfig):
+                evaluation = evaluation.as_dict() if hasattr(evaluation, "as_dict") else dict(evaluation)
+            self.model.configure_evaluation(evaluation)
 
     import warnings
 

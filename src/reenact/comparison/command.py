@@ -175,7 +175,7 @@ def _settings(options: argparse.Namespace, checkpoints: dict[str, str], budget: 
     unknown = sorted(set(metrics) - set(list_metrics()))
     if unknown:
         raise SystemExit(f"reenact benchmark: unknown metrics {unknown}; registered: {', '.join(list_metrics())}")
-    evaluation_args = ["--model.metrics", json.dumps(metrics), "--model.relative", "false",
+    evaluation_args = ["--evaluation.metrics", json.dumps(metrics), "--evaluation.relative", "false",
                        *PROTOCOL_ARGS[options.protocol]]
     described = f"metrics {', '.join(metrics)}; absolute motion; protocol {options.protocol}" + (
         " (source frame 0, every 10th frame at least 10 frames from the source; FSRT Sec. 4.1)"

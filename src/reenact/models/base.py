@@ -23,10 +23,10 @@ Metrics are routed by ``ReenactMetric.editing_tasks``: ARE/FID see only frontali
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import lightning as L
 import torch
@@ -43,7 +43,8 @@ from reenact.evaluation import (
     write_results,
     write_sample_grid,
 )
-from reenact.metrics import CROSS_IDENTITY, EDITING_TASKS, QUICK_METRICS, SAME_IDENTITY
+from reenact.evaluation.config import LEGACY_ARGUMENTS, EvaluationConfig
+from reenact.metrics import CROSS_IDENTITY, EDITING_TASKS, SAME_IDENTITY
 from reenact.nn.config import ArchitectureConfig
 
 
@@ -52,14 +53,10 @@ class ReenactmentModule(L.LightningModule):
 
     Args:
         image_size: side of the square frames the model works at, in pixels.
-        metrics: metric names evaluated in validation and test (see ``reenact.metrics.list_metrics``);
-            ``None`` is ``reenact.metrics.QUICK_METRICS`` (pixel + dlib face metrics). The ``paper`` presets
-            list ``DEFAULT_METRICS``, the papers' full set with FID and FVD.
-        relative: evaluate with relative motion transfer (FOMM) instead of absolute.
-        eval_chunk: driving frames generated per ``animate`` call during evaluation; bounds memory on
-            long videos. Models with temporal state across frames set ``stateful_animation`` and get
-            the whole video at once.
-        num_sample_frames: frames shown in the PNG sample grid written at each validation.
+
+    How it is evaluated (metrics of test and of validation, relative or absolute motion, chunking, sample grid) is
+    not a constructor argument: it is the job's ``evaluation:`` section (:class:`reenact.evaluation.EvaluationConfig`),
+    set with :meth:`configure_evaluation` (``reenact fit|validate|test`` and ``create_model(evaluation=...)`` do).
     """
 
     #: Short registry name; stored in checkpoints so ``load_from_checkpoint`` can rebuild the model.
@@ -97,18 +94,24 @@ class ReenactmentModule(L.LightningModule):
     @classmethod
     def upgrade_hyper_parameters(cls, hparams: dict[str, Any]) -> dict[str, Any]:
         """A checkpoint's stored constructor arguments in this version's form: architecture fields stored flat
-        by older versions move into the ``generator`` section (:meth:`ArchitectureConfig.gather`)."""
+        by older versions move into the ``generator`` section (:meth:`ArchitectureConfig.gather`), and the
+        evaluation arguments older versions took (``metrics``, ``relative``, ...) are dropped: evaluation is the
+        job's ``evaluation:`` section now."""
+        hparams = {key: value for key, value in hparams.items() if key not in LEGACY_ARGUMENTS}
         return hparams if cls.generator_config is None else cls.generator_config.gather(hparams)
 
-    def __init__(self, image_size: int = 64, metrics: list[str] | None = None, relative: bool = False,
-                 eval_chunk: int = 16, num_sample_frames: int = 4) -> None:
+    def __init__(self, image_size: int = 64) -> None:
         super().__init__()
         self.image_size = image_size
-        self.metric_names = list(QUICK_METRICS if metrics is None else metrics)
-        self.relative = relative
-        self.eval_chunk = eval_chunk
-        self.num_sample_frames = num_sample_frames
+        self.evaluation = EvaluationConfig()
         self.evaluator = ProtocolEvaluator()  # the protocols' metrics (reenact.evaluation)
+
+    def configure_evaluation(self, config: EvaluationConfig | Mapping[str, Any] | None = None,
+                             **overrides: Any) -> Self:
+        """Set how validation and test evaluate this model (:class:`EvaluationConfig`; a mapping of its fields, e.g.
+        a config file's ``evaluation:`` section, or single fields as keywords). Returns the model."""
+        self.evaluation = EvaluationConfig.resolve(config, **overrides)
+        return self
 
     # ----------------------------------------------------------------------------------------- contract
     def animate(self, source: torch.Tensor, driving: torch.Tensor, *, relative: bool = False) -> torch.Tensor:
@@ -169,18 +172,20 @@ class ReenactmentModule(L.LightningModule):
     # ------------------------------------------------------------------------------------ evaluation
     def editing_metric_names(self) -> list[str]:
         """The selected metrics that score an editing task this model can do (empty: no editing protocol)."""
-        return editing_metric_names(self.metric_names, self.editing_tasks) if self.supports_editing else []
+        return editing_metric_names(self.evaluation.metrics, self.editing_tasks) if self.supports_editing else []
 
-    def _reset_evaluation(self, editing: bool = False) -> None:
-        """Fresh metric states for the two protocols, plus the ``editing`` protocol when ``editing`` is asked for
-        (test) and the model can edit and an editing metric is selected."""
-        tasks = self.editing_tasks if editing and self.supports_editing else ()
-        self.evaluator.reset(self.metric_names, self.device, tasks)
+    def _reset_evaluation(self, test: bool = False) -> None:
+        """Fresh metric states for the two protocols (test's metrics in test, validation's otherwise), plus the
+        ``editing`` protocol in test when the model can edit and an editing metric is selected."""
+        tasks = self.editing_tasks if test and self.supports_editing else ()
+        names = self.evaluation.metrics if test else self.evaluation.validation_metrics
+        self.evaluator.reset(list(names), self.device, tasks)
 
     @torch.no_grad()
     def generate_video(self, source: torch.Tensor, driving: torch.Tensor, relative: bool, chunk: int | None = None,
                        on_frames: Callable[[int], None] | None = None) -> torch.Tensor:
-        """``animate`` over a whole video in chunks of ``chunk`` (default ``eval_chunk``) frames, bounding memory.
+        """``animate`` over a whole video in chunks of ``chunk`` (default ``evaluation.chunk``) frames, bounding
+        memory.
 
         Stateful models (``stateful_animation``) get the whole video in one call. In relative mode every chunk
         is animated with the video's first driving frame prepended, so all chunks share one reference frame.
@@ -188,7 +193,7 @@ class ReenactmentModule(L.LightningModule):
 
         Shapes: ``source [B, S, 3, H, W]``, ``driving [B, T, 3, H, W]`` -> ``[B, T, 3, H, W]``.
         """
-        chunk = chunk or self.eval_chunk
+        chunk = chunk or self.evaluation.chunk
         if self.stateful_animation or driving.shape[1] <= chunk:
             chunk = driving.shape[1]
         outputs = []
@@ -205,7 +210,7 @@ class ReenactmentModule(L.LightningModule):
 
     def _evaluation_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         protocol = batch["protocol"][0] if isinstance(batch["protocol"], (list, tuple)) else batch["protocol"]
-        generated = self.generate_video(batch["source"], batch["driving"], self.relative)
+        generated = self.generate_video(batch["source"], batch["driving"], self.evaluation.relative)
         if "padding" in batch and bool(batch["padding"][0]):
             return generated  # a repeat that only keeps DDP ranks in step; not counted
         self.evaluator.update(protocol, batch, generated)
@@ -215,8 +220,9 @@ class ReenactmentModule(L.LightningModule):
 
     @torch.no_grad()
     def _edit_in_chunks(self, source: torch.Tensor, **edits: torch.Tensor) -> torch.Tensor:
-        """``edit_image`` over ``[N, 3, H, W]`` in chunks of ``eval_chunk`` images (``edits``: ``[N, ...]`` each)."""
-        chunk = max(1, self.eval_chunk)
+        """``edit_image`` over ``[N, 3, H, W]`` in chunks of ``evaluation.chunk`` images (``edits``: ``[N, ...]``
+        each)."""
+        chunk = self.evaluation.chunk
         return torch.cat([self.edit_image(source[i:i + chunk], **{k: v[i:i + chunk] for k, v in edits.items()})
                           for i in range(0, source.shape[0], chunk)])
 
@@ -230,7 +236,7 @@ class ReenactmentModule(L.LightningModule):
         if self.trainer.sanity_checking:
             # The sanity check proves that the model runs on the validation data before training starts;
             # scoring its frames would run the face metrics (dlib on every frame) for numbers nobody reads.
-            self.generate_video(batch["source"], batch["driving"], self.relative)
+            self.generate_video(batch["source"], batch["driving"], self.evaluation.relative)
             return
         generated = self._evaluation_step(batch, batch_idx)
         if batch_idx == 0 and dataloader_idx == 0:
@@ -247,7 +253,7 @@ class ReenactmentModule(L.LightningModule):
                              prog_bar=protocol == SAME_IDENTITY and metric["name"] == "l1")
 
     def on_test_epoch_start(self) -> None:
-        self._reset_evaluation(editing=True)
+        self._reset_evaluation(test=True)
 
     def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
         self._evaluation_step(batch, batch_idx)
@@ -265,7 +271,7 @@ class ReenactmentModule(L.LightningModule):
             "untrained": bool(getattr(self, "untrained_evaluation", False)),
             "reenact_version": reenact.__version__,
             "dataset": datamodule.describe() if hasattr(datamodule, "describe") else None,
-            "relative": self.relative,
+            "relative": self.evaluation.relative,
             "world_size": self.trainer.world_size,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "protocols": sections,
@@ -296,7 +302,7 @@ class ReenactmentModule(L.LightningModule):
         directory = self._output_dir() / "samples"
         if not self.trainer.is_global_zero:
             return
-        grid = sample_grid(batch, generated, self.num_sample_frames)
+        grid = sample_grid(batch, generated, self.evaluation.sample_frames)
         write_sample_grid(directory, f"epoch{self.current_epoch:03d}_step{self.global_step:07d}.png", grid)
         for logger in self.loggers:
             experiment = getattr(logger, "experiment", None)

@@ -1,4 +1,5 @@
-"""Architecture configs: one frozen dataclass per pure-torch generator, declared once.
+"""Frozen configs: one dataclass per pure-torch generator (its architecture), declared once, and the base they
+share with the other config sections (e.g. :class:`reenact.evaluation.EvaluationConfig`).
 
 A Lightning module takes its generator's config as one argument, ``generator`` (``model.generator.*`` in config
 files and on the command line, where jsonargparse lists the fields), instead of re-declaring every size; the
@@ -12,13 +13,13 @@ from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, fields, replace
 from typing import Any, TypeVar
 
-Config = TypeVar("Config", bound="ArchitectureConfig")
+Config = TypeVar("Config", bound="FrozenConfig")
 
 
 @dataclass(frozen=True)
-class ArchitectureConfig:
-    """Base of the generator configs: lists from YAML/JSON become tuples (configs stay hashable and compare equal
-    whichever way they were written), and :meth:`coerce` accepts the forms a config arrives in."""
+class FrozenConfig:
+    """Base of reenact's config sections: lists from YAML/JSON become tuples (configs stay hashable and compare
+    equal whichever way they were written), and :meth:`coerce` accepts the forms a config arrives in."""
 
     def __post_init__(self) -> None:
         for field in fields(self):
@@ -49,6 +50,11 @@ class ArchitectureConfig:
         takes (``FSRTGenerator(config, latent_dim=96)``)."""
         return replace(cls.coerce(value), **overrides)
 
+
+@dataclass(frozen=True)
+class ArchitectureConfig(FrozenConfig):
+    """Base of the generator configs (the ``generator`` argument of a Lightning module)."""
+
     @classmethod
     def gather(cls, hparams: Mapping[str, Any], section: str = "generator") -> dict[str, Any]:
         """Constructor arguments stored flat (checkpoints written before the ``section`` existed) -> the same with
@@ -66,4 +72,4 @@ class ArchitectureConfig:
         return {**rest, section: {**flat, **(rest.get(section) or {})}}
 
 
-__all__ = ["ArchitectureConfig"]
+__all__ = ["ArchitectureConfig", "FrozenConfig"]

@@ -17,10 +17,8 @@ class CopySource(ReenactmentModule):
     registry_name = "copy-source"
     trainable = False
 
-    def __init__(self, image_size: int = 64, metrics: list[str] | None = None, relative: bool = False,
-                 eval_chunk: int = 64, num_sample_frames: int = 4) -> None:
-        super().__init__(image_size=image_size, metrics=metrics, relative=relative, eval_chunk=eval_chunk,
-                         num_sample_frames=num_sample_frames)
+    def __init__(self, image_size: int = 64) -> None:
+        super().__init__(image_size=image_size)
         self.save_hyperparameters()
 
     def animate(self, source: torch.Tensor, driving: torch.Tensor, *, relative: bool = False) -> torch.Tensor:

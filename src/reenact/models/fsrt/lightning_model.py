@@ -164,13 +164,8 @@ class FSRT(ReenactmentModule):
         out_of_frame_margins: tuple[float, float, float] = (0.2, 0.5, 0.15),
         adapt_scale: bool = True,
         best_frame: bool = True,
-        metrics: list[str] | None = None,
-        relative: bool = False,
-        eval_chunk: int = 16,
-        num_sample_frames: int = 4,
     ) -> None:
-        super().__init__(image_size=image_size, metrics=metrics, relative=relative, eval_chunk=eval_chunk,
-                         num_sample_frames=num_sample_frames)
+        super().__init__(image_size=image_size)
         self.save_hyperparameters()
         config = self.generator_config_from_hparams()
         self.automatic_optimization = False
@@ -237,7 +232,7 @@ class FSRT(ReenactmentModule):
         landmarks = self._eval_landmarks
         if not (relative and self.hparams.best_frame and landmarks is not None and None not in landmarks):
             return super().generate_video(source, driving, relative, chunk=chunk, on_frames=on_frames)
-        chunk = chunk or self.eval_chunk
+        chunk = chunk or self.evaluation.chunk
         index = best_initial_frame(landmarks[0][:, 0], landmarks[1]).to(driving.device)
         initial = driving[torch.arange(driving.shape[0], device=driving.device), index][:, None]
         outputs = []

@@ -44,12 +44,8 @@ class KeypointWarp(ReenactmentModule):
                  lr: float = 2e-4,
                  reconstruction_weight: float = 10.0, perceptual_weight: float = 0.0,
                  equivariance_weight: float = 10.0, tps_sigma_affine: float = 0.05, tps_sigma_tps: float = 0.005,
-                 tps_points: int = 5, adapt_scale: bool = False,
-                 metrics: list[str] | None = None,
-                 relative: bool = False,
-                 eval_chunk: int = 16, num_sample_frames: int = 4) -> None:
-        super().__init__(image_size=image_size, metrics=metrics, relative=relative, eval_chunk=eval_chunk,
-                         num_sample_frames=num_sample_frames)
+                 tps_points: int = 5, adapt_scale: bool = False) -> None:
+        super().__init__(image_size=image_size)
         self.save_hyperparameters()
         config = self.generator_config_from_hparams()
         self.generator = KeypointWarpGenerator(config)

@@ -64,10 +64,8 @@ class LIA(ReenactmentModule):
             :func:`~reenact.models.lia.torch_model.init_source_reconstruction`: identity warps, the finest encoder
             level and RGB head passing the image through). ``False`` (official): StyleGAN2's random init.
             Loaded weights replace it.
-        metrics, relative, eval_chunk, num_sample_frames: see :class:`ReenactmentModule`.
         generator_beta1: Adam ``beta1`` of the generator (official 0, StyleGAN2's; the CPU-scale recipe uses
             0.9, whose momentum speeds up the short, mostly reconstructive run).
-        metrics, relative, eval_chunk, num_sample_frames: see :class:`ReenactmentModule`.
     """
 
     registry_name = "lia"
@@ -80,11 +78,8 @@ class LIA(ReenactmentModule):
                  lr: float = 2e-3, g_reg_every: int = 4, d_reg_every: int = 16, perceptual_weight: float = 0.0,
                  l1_weight: float = 1.0, gan_weight: float = 1.0, r1_weight: float = 0.0,
                  structural_weight: float = 0.0, structural_loss: str = "pyramid_l1", gan_start_steps: int = 0,
-                 gan_ramp_steps: int = 0, source_init: bool = False, generator_beta1: float = 0.0,
-                 metrics: list[str] | None = None, relative: bool = False, eval_chunk: int = 16,
-                 num_sample_frames: int = 4) -> None:
-        super().__init__(image_size=image_size, metrics=metrics, relative=relative, eval_chunk=eval_chunk,
-                         num_sample_frames=num_sample_frames)
+                 gan_ramp_steps: int = 0, source_init: bool = False, generator_beta1: float = 0.0) -> None:
+        super().__init__(image_size=image_size)
         self.save_hyperparameters()
         config = self.generator_config_from_hparams()
         if structural_loss != "pyramid_l1":

@@ -113,7 +113,6 @@ class LPMM(ReenactmentModule):
         latent_mean_frames: training frames averaged for ``v_bar``.
         basis_max_frames: at most this many annotated frames (evenly spread) for the PCA; ``None``: all.
         identity_index: training item whose source frame is the adaptor's fixed identity.
-        metrics, relative, eval_chunk, num_sample_frames: see :class:`ReenactmentModule`.
     """
 
     registry_name = "lpmm"
@@ -127,11 +126,8 @@ class LPMM(ReenactmentModule):
                  regressor_arch: str = "mobilenetv2_100", adaptor_hidden: int = 256, regressor_steps: int = 200,
                  adaptor_steps: int = 200, regressor_lr: float = 1e-3, adaptor_lr: float = 1e-3,
                  rgb_weight: float = 1.0, pose_reg_weight: float = 1.0, latent_mean_frames: int = 256,
-                 basis_max_frames: int | None = None, identity_index: int = 0,
-                 metrics: list[str] | None = None, relative: bool = False, eval_chunk: int = 16,
-                 num_sample_frames: int = 4) -> None:
-        super().__init__(image_size=image_size, metrics=metrics, relative=relative, eval_chunk=eval_chunk,
-                         num_sample_frames=num_sample_frames)
+                 basis_max_frames: int | None = None, identity_index: int = 0) -> None:
+        super().__init__(image_size=image_size)
         self.save_hyperparameters()
         self.automatic_optimization = False
         state = None

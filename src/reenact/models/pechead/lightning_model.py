@@ -112,7 +112,6 @@ class PECHead(ReenactmentModule):
         structural_weight: weight of the offline ``1 − MS-SSIM`` stand-in for ``L_v`` (0: off).
         clip_frames: ``T``, source and driving frames of a training clip (supplement 2.3: 5); sets
             ``train_sampling``. CAP needs ``T >= 2`` to propagate anything during training.
-        metrics, relative, eval_chunk, num_sample_frames: see :class:`ReenactmentModule`.
     """
 
     registry_name: ClassVar[str] = "pechead"
@@ -137,11 +136,8 @@ class PECHead(ReenactmentModule):
                  onecycle_steps: int | None = None, reconstructor_lr: float = 1e-4, identity_reg: float = 1e-3,
                  expression_reg: float = 1e-3, tps_sigma_affine: float = 0.05, tps_sigma_tps: float = 0.005,
                  tps_points: int = 5, adversarial_start: float = 0.0,
-                 adversarial_ramp: float = 0.0, structural_weight: float = 0.0, clip_frames: int = 5,
-                 metrics: list[str] | None = None, relative: bool = False,
-                 eval_chunk: int = 16, num_sample_frames: int = 4) -> None:
-        super().__init__(image_size=image_size, metrics=metrics, relative=relative, eval_chunk=eval_chunk,
-                         num_sample_frames=num_sample_frames)
+                 adversarial_ramp: float = 0.0, structural_weight: float = 0.0, clip_frames: int = 5) -> None:
+        super().__init__(image_size=image_size)
         self.save_hyperparameters()
         config = self.generator_config_from_hparams()
         if stage not in ("generator", "reconstructor"):
