@@ -37,7 +37,7 @@ def test_padding_batches_are_generated_but_not_counted() -> None:
     model._reset_evaluation()
     model._evaluation_step(_batch(False), 0)
     model._evaluation_step(_batch(True), 1)
-    sections = model._collect()
+    sections = model.evaluator.collect(model.editing_frame_stride)
     assert sections["same_identity"]["videos"] == 1 and sections["same_identity"]["frames"] == 3
     assert {m["name"]: m["count"] for m in sections["same_identity"]["metrics"]} == {"l1": 3, "psnr": 3,
                                                                                     "ms_ssim": 3}

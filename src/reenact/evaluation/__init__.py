@@ -1,7 +1,7 @@
 """Evaluation shared by every model: its config section (:mod:`.config`, the ``evaluation:`` section of a job), the
-protocols' metric loop (:mod:`.evaluator`), the results files (:mod:`.results`: ``results.json`` /
-``results.md``) and the validation sample grid (:mod:`.samples`). :class:`reenact.models.base.ReenactmentModule`
-runs them from its validation and test hooks."""
+protocols' metrics (:mod:`.evaluator`), the validation/test step, logs and results payload (:mod:`.loop`), the
+results files (:mod:`.results`: ``results.json`` / ``results.md``) and the validation sample grid
+(:mod:`.samples`). :class:`reenact.models.base.ReenactmentModule` runs them from its validation and test hooks."""
 
 from reenact.evaluation.config import VALIDATION_METRICS, EvaluationConfig
 from reenact.evaluation.evaluator import CONTEXT_KEYS, PROTOCOLS, ProtocolEvaluator, editing_metric_names

@@ -22,29 +22,20 @@ Metrics are routed by ``ReenactMetric.editing_tasks``: ARE/FID see only frontali
 
 from __future__ import annotations
 
-import datetime as _dt
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
 import reenact
 from reenact.data.datasets import SamplingSpec
-from reenact.evaluation import (
-    ProtocolEvaluator,
-    editing_metric_names,
-    results_table,
-    sample_grid,
-    write_results,
-    write_sample_grid,
-)
+from reenact.evaluation import ProtocolEvaluator, editing_metric_names
 from reenact.evaluation.config import LEGACY_ARGUMENTS, EvaluationConfig
-from reenact.metrics import CROSS_IDENTITY, EDITING_TASKS, SAME_IDENTITY
+from reenact.evaluation.loop import evaluation_step, finish_test, log_validation, write_validation_samples
+from reenact.metrics import EDITING_TASKS
 from reenact.nn.config import ArchitectureConfig
 
 
@@ -209,25 +200,9 @@ class ReenactmentModule(L.LightningModule):
         return torch.cat(outputs, 1)
 
     def _evaluation_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        protocol = batch["protocol"][0] if isinstance(batch["protocol"], (list, tuple)) else batch["protocol"]
-        generated = self.generate_video(batch["source"], batch["driving"], self.evaluation.relative)
-        if "padding" in batch and bool(batch["padding"][0]):
-            return generated  # a repeat that only keeps DDP ranks in step; not counted
-        self.evaluator.update(protocol, batch, generated)
-        if self.evaluator.edits:
-            self.evaluator.update_editing(batch, protocol, self._edit_in_chunks, self.editing_frame_stride)
-        return generated
-
-    @torch.no_grad()
-    def _edit_in_chunks(self, source: torch.Tensor, **edits: torch.Tensor) -> torch.Tensor:
-        """``edit_image`` over ``[N, 3, H, W]`` in chunks of ``evaluation.chunk`` images (``edits``: ``[N, ...]``
-        each)."""
-        chunk = self.evaluation.chunk
-        return torch.cat([self.edit_image(source[i:i + chunk], **{k: v[i:i + chunk] for k, v in edits.items()})
-                          for i in range(0, source.shape[0], chunk)])
-
-    def _collect(self) -> dict[str, dict[str, Any]]:
-        return self.evaluator.collect(self.editing_frame_stride)
+        """One protocol batch generated and scored (:func:`reenact.evaluation.loop.evaluation_step`); models that
+        need more of the batch than its frames override it."""
+        return evaluation_step(self, batch)
 
     def on_validation_epoch_start(self) -> None:
         self._reset_evaluation()
@@ -235,22 +210,16 @@ class ReenactmentModule(L.LightningModule):
     def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
         if self.trainer.sanity_checking:
             # The sanity check proves that the model runs on the validation data before training starts;
-            # scoring its frames would run the face metrics (dlib on every frame) for numbers nobody reads.
+            # scoring its frames would cost metric time for numbers nobody reads.
             self.generate_video(batch["source"], batch["driving"], self.evaluation.relative)
             return
         generated = self._evaluation_step(batch, batch_idx)
         if batch_idx == 0 and dataloader_idx == 0:
-            self._write_sample_grid(batch, generated)
+            write_validation_samples(self, batch, generated)
 
     def on_validation_epoch_end(self) -> None:
-        if self.trainer.sanity_checking:
-            return
-        for protocol, section in self._collect().items():
-            for metric in section["metrics"]:
-                if metric["value"] is not None:
-                    # Values are already reduced over processes by torchmetrics.
-                    self.log(f"val/{protocol}/{metric['name']}", metric["value"], sync_dist=False,
-                             prog_bar=protocol == SAME_IDENTITY and metric["name"] == "l1")
+        if not self.trainer.sanity_checking:
+            log_validation(self)
 
     def on_test_epoch_start(self) -> None:
         self._reset_evaluation(test=True)
@@ -259,52 +228,4 @@ class ReenactmentModule(L.LightningModule):
         self._evaluation_step(batch, batch_idx)
 
     def on_test_epoch_end(self) -> None:
-        sections = self._collect()
-        datamodule = getattr(self.trainer, "datamodule", None)
-        pairs = getattr(datamodule, "cross_identity_pairs_list", None)
-        if CROSS_IDENTITY in sections and pairs is not None:
-            sections[CROSS_IDENTITY]["pairs"] = [list(p) for p in pairs]
-        payload = {
-            "model": self.registry_name,
-            "checkpoint": str(self.trainer.ckpt_path) if self.trainer.ckpt_path else None,
-            # True only when a trainable model was scored without a checkpoint on purpose (`--untrained`).
-            "untrained": bool(getattr(self, "untrained_evaluation", False)),
-            "reenact_version": reenact.__version__,
-            "dataset": datamodule.describe() if hasattr(datamodule, "describe") else None,
-            "relative": self.evaluation.relative,
-            "world_size": self.trainer.world_size,
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "protocols": sections,
-        }
-        self.evaluation_results = payload
-        # Reading trainer.log_dir is a broadcast under DDP: every rank must read it, not only rank 0.
-        directory = self._output_dir()
-        if self.trainer.is_global_zero:
-            json_path, md_path = write_results(directory, payload)
-            from rich.console import Console
-
-            console = Console()
-            console.print(results_table(payload))
-            rank_zero_info(f"results written to {json_path} and {md_path}")
-            # Straight to the loggers: self.log here would file every value under each test dataloader.
-            values = {f"test/{protocol}/{metric['name']}": metric["value"] for protocol, section in sections.items()
-                      for metric in section["metrics"] if metric["value"] is not None}
-            for logger in self.loggers:
-                logger.log_metrics(values, step=self.global_step)
-
-    def _output_dir(self) -> Path:
-        """The run's folder (``runs/<model>/version_N``). A collective under DDP: call it on every rank."""
-        return Path(self.trainer.log_dir or self.trainer.default_root_dir)
-
-    # --------------------------------------------------------------------------------------- samples
-    def _write_sample_grid(self, batch: dict[str, Any], generated: torch.Tensor) -> None:
-        """A PNG of rows source | driving | generated for the first frames of the first validation video."""
-        directory = self._output_dir() / "samples"
-        if not self.trainer.is_global_zero:
-            return
-        grid = sample_grid(batch, generated, self.evaluation.sample_frames)
-        write_sample_grid(directory, f"epoch{self.current_epoch:03d}_step{self.global_step:07d}.png", grid)
-        for logger in self.loggers:
-            experiment = getattr(logger, "experiment", None)
-            if hasattr(experiment, "add_image"):
-                experiment.add_image("samples/source_driving_generated", grid, self.global_step)
+        finish_test(self)
