@@ -489,8 +489,7 @@ def test_reconstructor_stage_reduces_pose_error_against_synthetic_ground_truth(s
 
     preset = yaml.safe_load((Path(__file__).parents[1] / "conf" / "pechead" / "tiny.yaml").read_text())["model"]
     torch.manual_seed(0)
-    module = PECHead(**{**preset, "stage": "reconstructor", "reconstructor_lr": 1e-3, "frame_flow": "dis",
-                        "metrics": []})
+    module = PECHead(**{**preset, "stage": "reconstructor", "reconstructor_lr": 1e-3, "frame_flow": "dis"})
     data = ReenactDataModule(root=str(synthetic_root), image_size=64, batch_size=8, sampling="sequence",
                              num_source=1, num_driving=1, augment=False, seed=0)
     data.setup("fit")
