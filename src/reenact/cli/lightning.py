@@ -102,10 +102,8 @@ def run_lightning(command: str, args: list[str]) -> int:
 
         def after_instantiate_classes(self) -> None:
             self.model.untrained_evaluation = untrained and checkpoint is None
-            evaluation = self.config_init[self.subcommand].get("evaluation")
-            if evaluation is not None and not isinstance(evaluation, EvaluationConfig):
-                evaluation = evaluation.as_dict() if hasattr(evaluation, "as_dict") else dict(evaluation)
-            self.model.configure_evaluation(evaluation)
+            # jsonargparse instantiates the section into an EvaluationConfig with the other classes.
+            self.model.configure_evaluation(self.config_init[self.subcommand].evaluation)
 
     import warnings
 

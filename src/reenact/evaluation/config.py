@@ -55,9 +55,8 @@ class EvaluationConfig(FrozenConfig):
             raise ValueError(f"evaluation.sample_frames must be at least 1, got {self.sample_frames}")
 
 
-#: Constructor arguments of the models before the ``evaluation`` section existed (found in old checkpoints'
-#: hyper-parameters) and the field each became.
-LEGACY_ARGUMENTS = {"metrics": "metrics", "relative": "relative", "eval_chunk": "chunk",
-                    "num_sample_frames": "sample_frames"}
+#: Constructor arguments the models took before the ``evaluation`` section existed (found in old checkpoints'
+#: hyper-parameters; dropped when they load).
+LEGACY_ARGUMENTS = ("metrics", "relative", "eval_chunk", "num_sample_frames")
 
 __all__ = ["LEGACY_ARGUMENTS", "VALIDATION_METRICS", "EvaluationConfig"]

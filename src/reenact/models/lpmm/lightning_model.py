@@ -37,7 +37,8 @@ import torch
 from torchmetrics import MeanMetric
 
 from reenact.data.datasets import SamplingSpec
-from reenact.metrics import EXPRESSION_TRANSFER, FRONTALISATION
+from reenact.evaluation.loop import batch_protocol
+from reenact.metrics import EXPRESSION_TRANSFER, FRONTALISATION, SAME_IDENTITY
 from reenact.models.base import ReenactmentModule
 from reenact.models.lpmm import control
 from reenact.models.lpmm.adaptor import BACKBONES, LPAdaptor, pose_regularisation, rgb_loss
@@ -416,8 +417,7 @@ class LPMM(ReenactmentModule):
 
     def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
         super().test_step(batch, batch_idx, dataloader_idx)
-        protocol = batch["protocol"][0] if isinstance(batch["protocol"], (list, tuple)) else batch["protocol"]
-        if protocol == "same_identity":
+        if batch_protocol(batch) == SAME_IDENTITY:
             self._update_nme(self.test_nme, batch)
 
     def on_test_epoch_end(self) -> None:
