@@ -172,6 +172,18 @@ def test_predict_learned_model_needs_checkpoint(synthetic_root: Path, tmp_path: 
               "--out", str(tmp_path / "x.mp4")])
 
 
+def test_fit_with_the_progress_bar_switched_off(synthetic_root: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--trainer.enable_progress_bar false`` (logs to a file, CI) trains instead of clashing with the default
+    rich bar; the other default callbacks stay (the checkpoint is written)."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["fit", "--model", "keypoint-warp", "--data.root", str(synthetic_root), "--trainer.max_steps", "1",
+                 "--trainer.enable_progress_bar", "false", "--trainer.limit_val_batches", "0",
+                 "--trainer.num_sanity_val_steps", "0", "--data.batch_size", "1", "--data.repeats", "1",
+                 "--data.max_frames_per_video", "4"]) == 0
+    assert list((tmp_path / "runs" / "keypoint-warp").rglob("last.ckpt"))
+
+
 @pytest.mark.slow
 def test_ddp_fit_then_test_parity(synthetic_root: Path, tmp_path: Path) -> None:
     """2-process DDP fit of a learned model; its 2-process test metrics equal the 1-process ones."""

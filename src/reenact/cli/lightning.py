@@ -57,7 +57,7 @@ def run_lightning(command: str, args: list[str]) -> int:
     from reenact.data.discovery import DatasetError
     from reenact.evaluation import EvaluationConfig
     from reenact.registry import get_entry, preset_path
-    from reenact.training import follow_default_root_dir, trainer_defaults
+    from reenact.training import follow_default_root_dir, trainer_defaults, without_progress_bar
     from reenact.weights import MissingWeightsError
 
     try:
@@ -99,6 +99,12 @@ def run_lightning(command: str, args: list[str]) -> int:
             config = self.config[self.subcommand]
             follow_default_root_dir(config.trainer, name)
             announce_run(command, name, preset, config, config_files[:1], checkpoint)
+
+        def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Any:
+            # `--trainer.enable_progress_bar false` must switch the default (rich) bar off, not clash with it.
+            if config.get("enable_progress_bar") is False:
+                self.trainer_defaults = without_progress_bar(self.trainer_defaults)
+            return super()._instantiate_trainer(config, callbacks)
 
         def after_instantiate_classes(self) -> None:
             self.model.untrained_evaluation = untrained and checkpoint is None

@@ -47,6 +47,15 @@ def trainer_defaults(model_name: str) -> dict[str, Any]:
     }
 
 
+def without_progress_bar(defaults: dict[str, Any]) -> dict[str, Any]:
+    """``defaults`` (from :func:`trainer_defaults`) without its progress-bar callback, for
+    ``--trainer.enable_progress_bar false``: Lightning refuses a progress bar callback when the bar is off."""
+    from lightning.pytorch.callbacks import ProgressBar
+
+    callbacks = [c for c in defaults.get("callbacks", []) if not isinstance(c, ProgressBar)]
+    return {**defaults, "callbacks": callbacks}
+
+
 def default_root(model_name: str) -> str:
     """``runs/<model>``: where a run writes unless ``--trainer.default_root_dir`` says otherwise."""
     return f"runs/{model_name}"
