@@ -136,6 +136,23 @@ def test_anti_alias_interpolation() -> None:
     assert "weight" not in AntiAliasInterpolation2d(3, 0.5, persistent=False).state_dict()
 
 
+@pytest.mark.parametrize("scale", [0.5, 0.25, 0.125])
+@pytest.mark.parametrize("size", [63, 64])
+def test_anti_alias_strided_blur_equals_blur_then_subsample(scale: float, size: int) -> None:
+    """The strided blur gives FOMM's values (blur every pixel, keep every k-th) and their gradients."""
+    torch.manual_seed(0)
+    down = AntiAliasInterpolation2d(3, scale)
+    x = torch.rand(2, 3, size, size, requires_grad=True)
+    k = round(1 / scale)
+    reference = F.conv2d(F.pad(x, (down.ka, down.kb, down.ka, down.kb)), down.weight, groups=3)[:, :, ::k, ::k]
+    out = down(x)
+    assert out.shape == reference.shape
+    torch.testing.assert_close(out, reference, rtol=0, atol=1e-6)
+    grad, = torch.autograd.grad(out.square().sum(), x)
+    grad_reference, = torch.autograd.grad(reference.square().sum(), x)
+    torch.testing.assert_close(grad, grad_reference, rtol=0, atol=1e-6)
+
+
 # --------------------------------------------------------------------------------------------- hourglass
 
 

@@ -162,9 +162,11 @@ class AntiAliasInterpolation2d(nn.Module):
         if self.scale == 1.0:
             return x
         out = F.pad(x, (self.ka, self.kb, self.ka, self.kb))
-        out = F.conv2d(out, weight=self.weight.to(out.dtype), groups=self.channels)
         if self.int_inv_scale > 0:
-            return out[:, :, :: self.int_inv_scale, :: self.int_inv_scale]
+            # Blurring every pixel and keeping every k-th (FOMM) equals a k-strided blur, which computes only the
+            # kept pixels: k^2 times less work (16x for FOMM's 0.25 scale) for the same values.
+            return F.conv2d(out, weight=self.weight.to(out.dtype), groups=self.channels, stride=self.int_inv_scale)
+        out = F.conv2d(out, weight=self.weight.to(out.dtype), groups=self.channels)
         return F.interpolate(out, scale_factor=(self.scale, self.scale), mode="nearest")
 
 
