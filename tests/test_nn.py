@@ -542,3 +542,44 @@ def test_keypoint_warp_animate() -> None:
         assert torch.allclose(rel_init, gen.animate(source, driving, relative=True), atol=1e-6)
     with pytest.raises(ValueError):
         gen.animate(source, driving[:, 0])
+
+
+def _upfirdn2d_explicit(x: torch.Tensor, kernel: torch.Tensor, up: int, down: int,
+                        pad: tuple[int, int]) -> torch.Tensor:
+    """StyleGAN2's upfirdn2d spelled out step by step: zero insertion, padding (or cropping), FIR, subsampling."""
+    b, c, h, w = x.shape
+    out = x
+    if up > 1:
+        out = F.pad(out.view(b, c, h, 1, w, 1), [0, up - 1, 0, 0, 0, up - 1]).view(b, c, h * up, w * up)
+    p0, p1 = pad
+    out = F.pad(out, [max(p0, 0), max(p1, 0), max(p0, 0), max(p1, 0)])
+    out = out[:, :, max(-p0, 0):out.shape[2] - max(-p1, 0), max(-p0, 0):out.shape[3] - max(-p1, 0)]
+    out = F.conv2d(out, torch.flip(kernel, [0, 1]).expand(c, 1, *kernel.shape), groups=c)
+    return out[:, :, ::down, ::down]
+
+
+@pytest.mark.parametrize(("up", "down", "pad"), [(1, 1, (1, 1)), (1, 2, (2, 2)), (1, 1, (2, 1)), (2, 1, (2, 1)),
+                                                 (2, 1, (1, 1)), (1, 1, (-1, 2)), (2, 1, (0, -1))])
+def test_upfirdn2d_fast_paths_equal_the_explicit_steps(up: int, down: int, pad: tuple[int, int]) -> None:
+    """The padding-free and single-buffer paths of ``upfirdn2d`` (LIA's blur and upsampling) give exactly the values
+    of the step-by-step filter, so released LIA weights keep producing the official outputs."""
+    from reenact.nn.stylegan2 import make_kernel, upfirdn2d
+
+    x = torch.randn(2, 5, 9, 9, generator=torch.Generator().manual_seed(0))
+    kernel = make_kernel((1, 3, 3, 1)) * up**2
+    assert torch.equal(upfirdn2d(x, kernel, up=up, down=down, pad=pad), _upfirdn2d_explicit(x, kernel, up, down, pad))
+
+
+def test_fused_leaky_relu_without_autograd_equals_with_it() -> None:
+    """The in-place activation used at inference returns the training path's values and leaves its input intact."""
+    from reenact.nn.stylegan2 import fused_leaky_relu
+
+    x = torch.randn(2, 4, 6, 6, requires_grad=True)
+    bias = torch.randn(1, 4, 1, 1)
+    expected = fused_leaky_relu(x, bias)
+    expected.sum().backward()  # the training path still has a gradient
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    with torch.no_grad():
+        before = x.detach().clone()
+        assert torch.equal(fused_leaky_relu(x, bias), expected.detach())
+        assert torch.equal(x, before)

@@ -20,7 +20,7 @@ def _mlp(sizes: Sequence[int]) -> nn.Sequential:
     for i in range(len(sizes) - 1):
         layers.append(nn.Linear(sizes[i], sizes[i + 1]))
         if i < len(sizes) - 2:
-            layers.append(nn.ReLU())
+            layers.append(nn.ReLU(inplace=True))
     return nn.Sequential(*layers)
 
 
@@ -134,7 +134,7 @@ class PixelPredictor(nn.Module):
     def __init__(self, query_dim: int = 480, latent_dim: int = 768, input_mlp_hidden: int = 720, depth: int = 2,
                  heads: int = 12, dim_head: int = 64, mlp_dim: int = 1536):
         super().__init__()
-        self.input_mlp = nn.Sequential(nn.Linear(query_dim, input_mlp_hidden), nn.ReLU(),
+        self.input_mlp = nn.Sequential(nn.Linear(query_dim, input_mlp_hidden), nn.ReLU(inplace=True),
                                        nn.Linear(input_mlp_hidden, query_dim))
         self.transformer = Transformer(query_dim, depth, heads, dim_head, mlp_dim, self_attention=False,
                                        kv_dim=latent_dim)

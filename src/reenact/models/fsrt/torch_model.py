@@ -107,7 +107,9 @@ class FSRTConfig(ArchitectureConfig):
         input_mlp_hidden, decoder_depth, decoder_heads, decoder_dim_head, decoder_mlp_dim, render_hidden:
             decoder (720, 2, 12, 64, 1536, 4 x 1536; 15.31 M). The released small decoder is
             ``decoder_heads=6, decoder_mlp_dim=768, render_hidden=(1536, 768)``.
-        render_chunk: query pixels decoded at a time by :meth:`render` / :meth:`animate` (memory bound).
+        render_chunk: query pixels decoded at a time by :meth:`render` / :meth:`animate` (per sample). Small
+            chunks are faster, not only leaner: at 256 px (paper sizes, 2 CPU threads) 1,024 pixels per chunk
+            decode about 25% faster than 16,384 (``[chunk, 1536]`` activations stay in cache), same values.
         patch_init: initialisation of the patch-CNN convolutions (Sec. 3.1, "Patch CNN"; not an architecture
             change): ``"default"`` keeps PyTorch's default (the released code's, used for released weights);
             ``"kaiming"`` draws He-normal weights for the ReLUs (``std = sqrt(2 / fan_in)``), so the bias-free CNN
@@ -147,7 +149,7 @@ class FSRTConfig(ArchitectureConfig):
     decoder_dim_head: int = 64
     decoder_mlp_dim: int = 1536
     render_hidden: tuple[int, ...] = (1536, 1536, 1536, 1536)
-    render_chunk: int = 65536
+    render_chunk: int = 1024
     patch_init: str = "default"
     patch_rgb_gain: float = 1.0
     render_bias: float | None = None
