@@ -583,3 +583,30 @@ def test_fused_leaky_relu_without_autograd_equals_with_it() -> None:
         before = x.detach().clone()
         assert torch.equal(fused_leaky_relu(x, bias), expected.detach())
         assert torch.equal(x, before)
+
+
+def test_batchnorm_folded_at_inference_equals_the_plain_blocks() -> None:
+    """FOMM blocks at inference fold BatchNorm's running statistics into the convolution: same values (to float
+    rounding) as conv -> norm -> ReLU; in training mode the blocks still normalise with batch statistics."""
+    from reenact.nn import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 6, 8, 8)
+    for block in (SameBlock2d(6, 5), DownBlock2d(6, 5), UpBlock2d(6, 5), ResBlock2d(6)):
+        for norm in (m for m in block.modules() if isinstance(m, nn.BatchNorm2d)):
+            norm.running_mean.uniform_(-1, 1)
+            norm.running_var.uniform_(0.5, 2)
+            nn.init.uniform_(norm.weight, 0.5, 1.5)
+            nn.init.uniform_(norm.bias, -0.5, 0.5)
+        block.eval()
+        with torch.no_grad():
+            folded = block(x)
+        with torch.enable_grad():
+            plain = block(x)  # autograd on: the unfolded path
+        torch.testing.assert_close(folded, plain.detach(), atol=1e-5, rtol=1e-5)
+        block.train()
+        trained = block(x.requires_grad_())
+        trained.square().mean().backward()
+        assert x.grad is not None and x.grad.abs().sum() > 0
+        assert not torch.allclose(trained.detach(), folded, atol=1e-3)  # batch statistics, not running ones
+        x = x.detach()
