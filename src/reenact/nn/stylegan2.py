@@ -228,10 +228,13 @@ class ModulatedConv2d(nn.Module):
         batch, in_channels, height, width = x.shape
         k = self.kernel_size
         s = self.modulation(style).view(batch, 1, in_channels, 1, 1)
-        weight = self.scale * self.weight * s
+        inplace = not (torch.is_grad_enabled() and (self.weight.requires_grad or s.requires_grad))
+        weight = self.scale * self.weight
+        # Without autograd the products reuse one buffer (same values, same order of operations).
+        weight = weight.mul_(s) if inplace and batch == 1 else weight * s
         if self.demodulate:
-            demod = torch.rsqrt(weight.pow(2).sum([2, 3, 4]) + 1e-8)
-            weight = weight * demod.view(batch, self.out_channels, 1, 1, 1)
+            demod = torch.rsqrt(weight.pow(2).sum([2, 3, 4]) + 1e-8).view(batch, self.out_channels, 1, 1, 1)
+            weight = weight.mul_(demod) if inplace else weight * demod
         # Grouped convolution: one group per sample applies each sample's own weights in one call.
         x = x.reshape(1, batch * in_channels, height, width)
         if self.upsample:
