@@ -54,3 +54,22 @@ def reference_ms(repeats: int = 20) -> float:
         a @ b
         times.append(1000 * (time.perf_counter() - started))
     return statistics.median(times[2:])
+
+
+def protocol_test_set() -> Any:
+    """The quick benchmark's same-identity protocol (FSRT Sec. 4.1: source frame 0, every 10th frame at least 10
+    frames from it) on the default synthetic dataset's test videos at 64 px: a ``SameIdentityDataset`` whose items
+    carry ``source [S, 3, 64, 64]`` and ``driving [T, 3, 64, 64]``."""
+    from reenact.data.discovery import discover
+    from reenact.data.protocols import SameIdentityDataset
+    from reenact.data.synthetic import ensure_default_dataset
+
+    records = discover(ensure_default_dataset(), "test")
+    return SameIdentityDataset(records, 64, None, frame_stride=10, min_source_distance=10, source_placement="ends")
+
+
+def frame_l1_psnr(output: torch.Tensor, target: torch.Tensor) -> tuple[list[float], list[float]]:
+    """Per-frame L1 and PSNR (data range 1) of ``output`` against ``target``, both ``[T, 3, H, W]`` in ``[0, 1]``,
+    as the benchmark's ``l1`` and ``psnr`` metrics define them."""
+    mse = ((output - target) ** 2).mean(dim=(1, 2, 3)).clamp_min(1e-10)
+    return (output - target).abs().mean(dim=(1, 2, 3)).tolist(), (10 * torch.log10(1 / mse)).tolist()

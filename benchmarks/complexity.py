@@ -162,7 +162,7 @@ def main() -> int:
         if child.returncode != 0:
             raise SystemExit(f"{name}: measurement failed\n{child.stderr[-3000:]}")
         row = json.loads(child.stdout.strip().splitlines()[-1])
-        row["ms_per_frame_over_reference"] = round(row["ms_per_frame"] / reference, 1)
+        row["ms_per_frame_over_reference"] = round(row["ms_per_frame"] / row["reference_matmul_ms"], 1)
         # The MAC floor: the time this frame's MACs take at the reference matmul's rate (1024^3 MACs).
         floor_ms = row["gmacs_per_frame"] * 1e9 / 1024**3 * row["reference_matmul_ms"]
         row["floor_ms_per_frame"] = round(floor_ms, 1)

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import stamp, write  # noqa: E402
+from common import frame_l1_psnr, protocol_test_set, stamp, write  # noqa: E402
 
 FACTORS = (1, 2, 4, 8)
 
@@ -46,24 +46,20 @@ def main() -> int:
     parser.add_argument("--out", default="benchmarks/results/detail_floor", help="output stem (.json and .md)")
     options = parser.parse_args()
 
-    from reenact.data.discovery import discover
-    from reenact.data.protocols import SameIdentityDataset
-    from reenact.data.synthetic import dlib_detection_rate, ensure_default_dataset
+    from reenact.data.synthetic import dlib_detection_rate
     from reenact.metrics.face import AKD
 
     torch.set_num_threads(1)
-    records = discover(ensure_default_dataset(), "test")
-    dataset = SameIdentityDataset(records, 64, None, frame_stride=10, min_source_distance=10, source_placement="ends")
-    items = [(item["source"][:1], item["driving"]) for item in dataset]
+    items = [(item["source"][:1], item["driving"]) for item in protocol_test_set()]
     rows = []
     for kind in ("source", "driving"):
         for factor in FACTORS:
             akd, l1, psnr, frames = AKD(), [], [], []
             for source, driving in items:
                 output = at_detail(source if kind == "source" else driving, factor).expand_as(driving)
-                mse = ((output - driving) ** 2).mean(dim=(1, 2, 3)).clamp_min(1e-10)
-                l1 += (output - driving).abs().mean(dim=(1, 2, 3)).tolist()
-                psnr += (10 * torch.log10(1 / mse)).tolist()
+                frame_l1, frame_psnr = frame_l1_psnr(output, driving)
+                l1 += frame_l1
+                psnr += frame_psnr
                 akd.update(output, driving)
                 frames.append(output)
             uint8 = (torch.cat(frames).permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)

@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import frame_l1_psnr, protocol_test_set  # noqa: E402
 
 
 def main() -> None:
@@ -37,9 +41,7 @@ def main() -> None:
     import lightning as L
 
     from reenact.data import ReenactDataModule
-    from reenact.data.discovery import discover
-    from reenact.data.protocols import SameIdentityDataset
-    from reenact.data.synthetic import dlib_detection_rate, ensure_default_dataset
+    from reenact.data.synthetic import dlib_detection_rate
     from reenact.registry import create_model, preset_config
 
     torch.set_num_threads(options.threads)
@@ -66,9 +68,7 @@ def main() -> None:
             save_checkpoint(model, options.save)
 
     model.eval()
-    records = discover(ensure_default_dataset(), "test")
-    dataset = SameIdentityDataset(records, 64, None, frame_stride=10, min_source_distance=10,
-                                  source_placement="ends")
+    dataset = protocol_test_set()
     scores: dict[str, list[float]] = {"l1": [], "psnr": [], "copy_l1": [], "copy_psnr": []}
     from reenact.metrics.face import AKD
 
@@ -79,9 +79,9 @@ def main() -> None:
             source, driving = item["source"], item["driving"]
             generated = model.generate_video(source[None], driving[None], False)[0].clamp(0, 1)
             for prefix, output in (("", generated), ("copy_", source[:1].expand_as(driving))):
-                mse = ((output - driving) ** 2).mean(dim=(1, 2, 3))
-                scores[f"{prefix}l1"] += (output - driving).abs().mean(dim=(1, 2, 3)).tolist()
-                scores[f"{prefix}psnr"] += (10 * torch.log10(1 / mse)).tolist()
+                frame_l1, frame_psnr = frame_l1_psnr(output, driving)
+                scores[f"{prefix}l1"] += frame_l1
+                scores[f"{prefix}psnr"] += frame_psnr
                 akd[prefix].update(output, driving)
             generated_frames.append(generated)
             if index % 2 == 0:
