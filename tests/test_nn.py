@@ -338,6 +338,50 @@ def test_dense_motion_network() -> None:
     assert out["feature"].shape == (2, no_occlusion.hourglass.out_filters, 32, 32)
 
 
+@pytest.mark.parametrize("kernel", [7, 3])
+def test_dense_motion_heads_in_one_conv_equal_the_two_modules(kernel: int) -> None:
+    """The stacked mask + occlusion convolution gives what FOMM's two separate heads give, gradients included."""
+    torch.manual_seed(0)
+    net = DenseMotionNetwork(4, 3, 8, 2, 32, estimate_occlusion=True, scale_factor=0.5, head_kernel_size=kernel)
+    assert net.mask.kernel_size == (kernel, kernel) and net.occlusion.kernel_size == (kernel, kernel)
+    prediction = torch.randn(2, net.hourglass.out_filters, 16, 16, requires_grad=True)
+    mask_logits, occlusion_logits = net.heads(prediction)
+    assert torch.allclose(mask_logits, net.mask(prediction), atol=1e-5)
+    assert torch.allclose(occlusion_logits, net.occlusion(prediction), atol=1e-5)
+    (mask_logits.square().sum() + occlusion_logits.sum()).backward()
+    fused = [prediction.grad.clone(), net.mask.weight.grad.clone(), net.occlusion.weight.grad.clone()]
+    for tensor in (prediction, net.mask.weight, net.occlusion.weight):
+        tensor.grad = None
+    (net.mask(prediction).square().sum() + net.occlusion(prediction).sum()).backward()
+    for got, want in zip(fused, [prediction.grad, net.mask.weight.grad, net.occlusion.weight.grad], strict=True):
+        assert torch.allclose(got, want, atol=1e-4)
+    with pytest.raises(ValueError, match="head_kernel_size"):
+        DenseMotionNetwork(4, 3, 8, 2, 32, head_kernel_size=4)
+
+
+def test_adam_is_fused_on_cpu_and_takes_the_same_steps() -> None:
+    from reenact.nn.optim import adam
+
+    torch.manual_seed(0)
+    start = torch.randn(50, 20)
+    results = []
+    for fused in (True, False):
+        weight = nn.Parameter(start.clone())
+        optimizer = adam([weight], lr=0.01, betas=(0.5, 0.99), decoupled=True, weight_decay=0.1)
+        if not fused:
+            optimizer = torch.optim.AdamW([weight], lr=0.01, betas=(0.5, 0.99), weight_decay=0.1)
+        else:
+            assert optimizer.defaults["fused"] is True and isinstance(optimizer, torch.optim.AdamW)
+        for step in range(5):
+            optimizer.zero_grad()
+            ((weight - step) ** 2).sum().backward()
+            optimizer.step()
+        results.append(weight.detach())
+    assert not torch.equal(results[0], start)
+    assert torch.allclose(results[0], results[1], atol=1e-6)
+    assert isinstance(adam([nn.Parameter(torch.zeros(3))], lr=0.1), torch.optim.Adam)
+
+
 # --------------------------------------------------------------------------------------------- TPS
 
 

@@ -31,6 +31,7 @@ class DenseMotionNetwork(nn.Module):
         scale_factor: the motion is estimated at ``scale_factor`` times the image resolution (FOMM: 0.25 at
             256 px); :func:`reenact.nn.warping.warp` resizes the deformation to whatever it warps.
         kp_variance: variance of the keypoint Gaussians (normalised units; FOMM: 0.01).
+        head_kernel_size: kernel of the mask and occlusion convolutions (FOMM: 7, at a 64 x 64 motion map).
 
     Forward: ``source_image [B, C, H, W]``, ``kp_source [B, K, 2]``, ``kp_driving [B, K, 2]`` (``[-1, 1]``,
     x-y), optional ``jacobian_source``/``jacobian_driving [B, K, 2, 2]`` -> dict with
@@ -50,17 +51,23 @@ class DenseMotionNetwork(nn.Module):
         estimate_occlusion: bool = True,
         scale_factor: float = 0.25,
         kp_variance: float = 0.01,
+        head_kernel_size: int = 7,
     ):
         super().__init__()
+        if head_kernel_size < 1 or head_kernel_size % 2 == 0:
+            raise ValueError(f"head_kernel_size must be odd and >= 1, got {head_kernel_size}")
         self.num_keypoints = num_keypoints
         self.scale_factor = scale_factor
         self.kp_variance = kp_variance
         self.hourglass = Hourglass(
             block_expansion, (num_keypoints + 1) * (num_channels + 1), num_blocks, max_features
         )
-        self.mask = nn.Conv2d(self.hourglass.out_filters, num_keypoints + 1, kernel_size=7, padding=3)
+        pad = head_kernel_size // 2
+        self.mask = nn.Conv2d(self.hourglass.out_filters, num_keypoints + 1, kernel_size=head_kernel_size,
+                              padding=pad)
         self.occlusion: nn.Conv2d | None = (
-            nn.Conv2d(self.hourglass.out_filters, 1, kernel_size=7, padding=3) if estimate_occlusion else None
+            nn.Conv2d(self.hourglass.out_filters, 1, kernel_size=head_kernel_size, padding=pad)
+            if estimate_occlusion else None
         )
         if scale_factor != 1:
             self.down = AntiAliasInterpolation2d(num_channels, scale_factor)
@@ -124,9 +131,22 @@ class DenseMotionNetwork(nn.Module):
         motions = self.sparse_motions(size, kp_source, kp_driving, jacobian_source, jacobian_driving)
         deformed = self.deformed_sources(source, motions)
         prediction = self.refine(self.hourglass(torch.cat([heat, deformed], dim=2).view(b, -1, h, w)))
-        mask = F.softmax(self.mask(prediction), dim=1)
+        mask_logits, occlusion_logits = self.heads(prediction)
+        mask = F.softmax(mask_logits, dim=1)
         deformation = (motions * mask.unsqueeze(-1)).sum(dim=1)
         out = {"deformation": deformation, "mask": mask, "sparse_deformed": deformed, "feature": prediction}
-        if self.occlusion is not None:
-            out["occlusion"] = torch.sigmoid(self.occlusion(prediction))
+        if occlusion_logits is not None:
+            out["occlusion"] = torch.sigmoid(occlusion_logits)
         return out
+
+    def heads(self, prediction: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Mask logits ``[B, K + 1, h, w]`` and occlusion logits ``[B, 1, h, w]`` (or ``None``) of the hourglass
+        output, as one convolution: a single-channel conv over the same wide input costs almost as much as the
+        ``K + 1``-channel one, so stacking the two weight tensors saves the second pass over the input. The
+        parameters stay two modules (FOMM's ``mask.*`` and ``occlusion.*`` names)."""
+        if self.occlusion is None:
+            return self.mask(prediction), None
+        weight = torch.cat([self.mask.weight, self.occlusion.weight])
+        bias = torch.cat([self.mask.bias, self.occlusion.bias])
+        logits = F.conv2d(prediction, weight, bias, padding=self.mask.padding)
+        return logits[:, :-1], logits[:, -1:]

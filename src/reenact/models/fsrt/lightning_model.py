@@ -60,6 +60,7 @@ from reenact.models.fsrt.torch_model import FSRTConfig, FSRTGenerator, best_init
 from reenact.nn.discriminators import MultiScaleDiscriminator
 from reenact.nn.keypoints import pixels_to_normalized
 from reenact.nn.losses import feature_matching_loss, lsgan_d_loss, lsgan_g_loss
+from reenact.nn.optim import adam
 from reenact.training.distributed import all_reduce_mean_, manual_step, world_size
 from reenact.training.schedules import WarmupExponentialDecay
 
@@ -456,14 +457,14 @@ class FSRT(ReenactmentModule):
         hp = self.hparams
         generator_parameters = [p for name in ("expression_encoder", "encoder", "decoder")
                                 for p in getattr(self.generator, name).parameters()]
-        optimizers = [torch.optim.Adam(generator_parameters, lr=hp.lr)]
+        optimizers = [adam(generator_parameters, lr=hp.lr)]
         schedulers = [torch.optim.lr_scheduler.LambdaLR(
             optimizers[0], WarmupExponentialDecay(hp.lr_warmup_steps, hp.lr_decay_rate, hp.lr_decay_steps))]
         if self.discriminator is not None:
             # The released trainer sets the discriminator's rate from the same global curve; its scheduler steps
             # only in phase III, so it starts at the phase-III offset.
-            optimizers.append(torch.optim.Adam(self.discriminator.parameters(), lr=hp.lr))
+            optimizers.append(adam(self.discriminator.parameters(), lr=hp.lr))
             schedulers.append(torch.optim.lr_scheduler.LambdaLR(optimizers[1], WarmupExponentialDecay(
                 hp.lr_warmup_steps, hp.lr_decay_rate, hp.lr_decay_steps, offset=hp.phase3_start)))
-        optimizers.append(torch.optim.Adam(self.generator.kp_detector.parameters(), lr=hp.kp_lr))
+        optimizers.append(adam(self.generator.kp_detector.parameters(), lr=hp.kp_lr))
         return optimizers, schedulers

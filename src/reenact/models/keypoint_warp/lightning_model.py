@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from reenact.data.datasets import SamplingSpec
 from reenact.models.base import ReenactmentModule
 from reenact.models.keypoint_warp.torch_model import KeypointWarpConfig, KeypointWarpGenerator
+from reenact.nn.optim import adam
 from reenact.nn.tps import RandomTPS
 
 
@@ -86,4 +87,4 @@ class KeypointWarp(ReenactmentModule):
         return losses["total"]
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.generator.parameters(), lr=self.hparams.lr, betas=(0.5, 0.999))
+        return adam(self.generator.parameters(), lr=self.hparams.lr, betas=(0.5, 0.999))

@@ -23,6 +23,7 @@ from reenact.data.datasets import SamplingSpec
 from reenact.models.base import ReenactmentModule
 from reenact.models.lia.losses import discriminator_losses, frozen_logits, generator_losses
 from reenact.models.lia.torch_model import LIAConfig, LIAGenerator, StyleGAN2Discriminator, init_source_reconstruction
+from reenact.nn.optim import adam
 
 
 def to_signed(image: torch.Tensor) -> torch.Tensor:
@@ -178,8 +179,8 @@ class LIA(ReenactmentModule):
         g_ratio = hp.g_reg_every / (hp.g_reg_every + 1)
         d_ratio = hp.d_reg_every / (hp.d_reg_every + 1)
         generator_params = [p for p in self.generator.parameters() if p.requires_grad]
-        optimizer_g = torch.optim.Adam(generator_params, lr=hp.lr * g_ratio,
-                                       betas=(hp.generator_beta1, 0.99**g_ratio))
-        optimizer_d = torch.optim.Adam(self.discriminator.parameters(), lr=hp.lr * d_ratio,
-                                       betas=(0.0, 0.99**d_ratio))
+        optimizer_g = adam(generator_params, lr=hp.lr * g_ratio,
+                           betas=(hp.generator_beta1, 0.99**g_ratio))
+        optimizer_d = adam(self.discriminator.parameters(), lr=hp.lr * d_ratio,
+                           betas=(0.0, 0.99**d_ratio))
         return [optimizer_g, optimizer_d]

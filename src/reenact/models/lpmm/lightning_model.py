@@ -45,6 +45,7 @@ from reenact.models.lpmm.adaptor import BACKBONES, LPAdaptor, pose_regularisatio
 from reenact.models.lpmm.pca import NUM_LANDMARKS, LandmarkPCA, align_landmarks, nme
 from reenact.models.lpmm.posemap import PoseMap
 from reenact.models.lpmm.regressor import LPRegressor, landmark_l1_loss
+from reenact.nn.optim import adam
 from reenact.training.distributed import all_reduce_mean_, backward_without_reducer
 
 #: The command that makes the backbone LPMM needs, quoted in the error when none is given.
@@ -368,8 +369,8 @@ class LPMM(ReenactmentModule):
         return losses["total"].detach()
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        return [torch.optim.Adam(self.regressor.parameters(), lr=self.hparams.regressor_lr),
-                torch.optim.Adam(self.adaptor.parameters(), lr=self.hparams.adaptor_lr)]
+        return [adam(self.regressor.parameters(), lr=self.hparams.regressor_lr),
+                adam(self.adaptor.parameters(), lr=self.hparams.adaptor_lr)]
 
     # --------------------------------------------------------------------------------------- evaluation
     def _update_nme(self, metric: MeanMetric, batch: dict[str, Any]) -> None:

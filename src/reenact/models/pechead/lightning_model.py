@@ -52,6 +52,7 @@ from reenact.models.pechead.torch_model import PECHeadConfig, PECHeadGenerator
 from reenact.nn.discriminators import MultiScaleDiscriminator
 from reenact.nn.frame_flow import FlowMethod, FrameFlow
 from reenact.nn.losses import equivariance_loss, hinge_d_loss, hinge_g_loss
+from reenact.nn.optim import adam
 from reenact.nn.tps import RandomTPS
 
 
@@ -453,7 +454,7 @@ class PECHead(ReenactmentModule):
     def configure_optimizers(self) -> Any:
         hp = self.hparams
         if hp.stage == "reconstructor":
-            return torch.optim.AdamW(self.reconstructor.parameters(), lr=hp.reconstructor_lr, betas=(0.9, 0.999))
+            return adam(self.reconstructor.parameters(), lr=hp.reconstructor_lr, betas=(0.9, 0.999), decoupled=True)
         steps = hp.onecycle_steps
         if steps is None:
             steps = 100_000
@@ -467,7 +468,7 @@ class PECHead(ReenactmentModule):
         self._schedule_batches = steps
         optimizers, schedulers = [], []
         for module in (self.generator, self.discriminator):
-            optimizer = torch.optim.AdamW(module.parameters(), lr=hp.lr, betas=(0.9, 0.999))
+            optimizer = adam(module.parameters(), lr=hp.lr, betas=(0.9, 0.999), decoupled=True)
             # initial lr = max_lr / div_factor = lr; momentum cycling off keeps β1 = 0.9 as the paper states.
             schedulers.append(torch.optim.lr_scheduler.OneCycleLR(
                 optimizer, max_lr=hp.max_lr, total_steps=steps, div_factor=hp.max_lr / hp.lr,

@@ -39,10 +39,11 @@ class MotionEstimator(DenseMotionNetwork):
     """
 
     def __init__(self, num_keypoints: int, block_expansion: int = 64, num_blocks: int = 5,
-                 max_features: int = 1024, scale_factor: float = 0.25, kp_variance: float = 0.01) -> None:
+                 max_features: int = 1024, scale_factor: float = 0.25, kp_variance: float = 0.01,
+                 head_kernel_size: int = 7) -> None:
         super().__init__(num_keypoints, num_channels=3, block_expansion=block_expansion, num_blocks=num_blocks,
                          max_features=max_features, estimate_occlusion=True, scale_factor=scale_factor,
-                         kp_variance=kp_variance)
+                         kp_variance=kp_variance, head_kernel_size=head_kernel_size)
         self.se = SEBlock(self.hourglass.out_filters, reduction=16)
         self.feature_channels = self.hourglass.out_filters
 
@@ -85,6 +86,7 @@ class MMFA(nn.Module):
         deformable: use the deformable alignment of Eq. 3 (otherwise the warp only).
         motion_block_expansion, motion_num_blocks, motion_max_features: sizes of each ``Φ``'s hourglass.
         dcn_hidden, dcn_groups: sizes of the deformable alignment.
+        motion_head_kernel: kernel of each ``Φ``'s mask and occlusion convolutions (FOMM: 7).
 
     Forward: ``source_image [B, 3, H, W]``, ``feature [B, C, h, w]`` (``f^r``), keypoints ``k^s, k^d [B, K, 2]``,
     landmarks ``l^s, l^d [B, 68, 2]`` -> dict ``aligned [B, C, h, w]`` (``f^a``), ``local``/``global`` motion
@@ -95,13 +97,14 @@ class MMFA(nn.Module):
     def __init__(self, channels: int, low_channels: int, feature_scale: float = 0.25, num_keypoints: int = 10,
                  num_landmarks: int = 68, mode: MotionMode = "mmfa", deformable: bool = True,
                  motion_block_expansion: int = 64, motion_num_blocks: int = 5, motion_max_features: int = 1024,
-                 dcn_hidden: int = 64, dcn_groups: int = 8, kp_variance: float = 0.01) -> None:
+                 dcn_hidden: int = 64, dcn_groups: int = 8, kp_variance: float = 0.01,
+                 motion_head_kernel: int = 7) -> None:
         super().__init__()
         if mode not in MOTION_MODES:
             raise ValueError(f"unknown MMFA mode {mode!r}; expected one of {MOTION_MODES}")
         self.mode = mode
         hg = {"block_expansion": motion_block_expansion, "max_features": motion_max_features,
-              "kp_variance": kp_variance}
+              "kp_variance": kp_variance, "head_kernel_size": motion_head_kernel}
         # The half-resolution level's hourglass is one block shallower: its input is already half the size.
         low_blocks = max(1, motion_num_blocks - 1)
         self.global_motion: MotionEstimator | None = None

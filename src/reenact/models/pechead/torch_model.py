@@ -59,6 +59,7 @@ class PECHeadConfig(ArchitectureConfig):
     motion_block_expansion: int = 64
     motion_max_features: int = 1024
     motion_num_blocks: int = 5
+    motion_head_kernel: int = 7
     dcn_hidden: int = 64
     dcn_groups: int = 8
     cap_adaptation_blocks: int = 2
@@ -82,7 +83,8 @@ class PECHeadGenerator(nn.Module):
         block_expansion, max_features: encoder/decoder widths (stem ``e``, then ``2e``, ``4e``, capped).
         num_bottleneck_blocks: residual blocks between CAP and the up blocks.
         kp_block_expansion, kp_max_features, kp_num_blocks, kp_scale_factor: sizes of ``E``.
-        motion_block_expansion, motion_max_features, motion_num_blocks: sizes of each motion estimator ``Φ``.
+        motion_block_expansion, motion_max_features, motion_num_blocks: sizes of each motion estimator ``Φ``;
+            motion_head_kernel: the kernel of its mask and occlusion convolutions (FOMM's 7).
         dcn_hidden, dcn_groups: deformable alignment sizes.
         cap_adaptation_blocks, cap_refinement_blocks: sizes of CAP.
         output_skip: ``"none"`` (paper: ``x^_d = σ(C(h))``) or ``"warped_source"`` (``x^_d = clamp(W(x^s,
@@ -113,7 +115,8 @@ class PECHeadGenerator(nn.Module):
                          num_keypoints=c.num_keypoints, num_landmarks=c.num_landmarks, mode=motion_mode,
                          deformable=deformable, motion_block_expansion=c.motion_block_expansion,
                          motion_num_blocks=c.motion_num_blocks, motion_max_features=c.motion_max_features,
-                         dcn_hidden=c.dcn_hidden, dcn_groups=c.dcn_groups, kp_variance=c.kp_variance)
+                         dcn_hidden=c.dcn_hidden, dcn_groups=c.dcn_groups, kp_variance=c.kp_variance,
+                         motion_head_kernel=c.motion_head_kernel)
         self.cap = CAP(channels, c.cap_adaptation_blocks, c.cap_refinement_blocks) if use_cap else None
         self.bottleneck = nn.Sequential(*[ResBlock2d(channels) for _ in range(c.num_bottleneck_blocks)])
         self.decoder = nn.Sequential(UpBlock2d(widths[2], widths[1]), UpBlock2d(widths[1], widths[0]))
