@@ -101,7 +101,16 @@ class LPAdaptor(nn.Module):
     The last layer starts at zero, so an untrained adaptor outputs the mean pose ``v_bar`` (a neutral start
     that also satisfies Eq. 4 from the first step).
 
-    Buffers: ``latent_mean [w]`` (``v_bar``) and ``latent_mean_ready`` (``[]`` bool).
+    The MLP reads the parameters in units of their standard deviations, ``p / sigma`` (``input_scale``, the
+    basis' per-component std, set with :meth:`set_input_scale` before training): the raw LP parameters are
+    landmark displacements in frame units, std 0.004-0.12 over the 40 components, so a default-initialised first
+    layer barely responds to them and the adaptor stayed near ``v_bar`` (measured in the quick benchmark: its
+    output varied 10-100x less than the pose latents it has to match). Dividing by a fixed ``sigma`` is a
+    reparametrisation of the first layer (``W / sigma``), not a change of the function class of Eq. 2-4
+    (``sigma`` is floored at 1 % of its largest entry).
+    Checkpoints from before the scale load with ``input_scale = 1``, which is how they were trained.
+
+    Buffers: ``latent_mean [w]`` (``v_bar``), ``latent_mean_ready`` (``[]`` bool), ``input_scale [k]``.
     """
 
     def __init__(self, num_params: int, pose_dim: int, hidden: int = 256) -> None:
@@ -115,6 +124,31 @@ class LPAdaptor(nn.Module):
         nn.init.zeros_(self.mlp[-1].bias)
         self.register_buffer("latent_mean", torch.zeros(pose_dim))
         self.register_buffer("latent_mean_ready", torch.tensor(False))
+        self.register_buffer("input_scale", torch.ones(num_params))
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        # Adaptors saved before the input scale existed were trained on raw parameters: keep the scale at 1.
+        missing_keys: list[str] = args[2]
+        absent = prefix + "input_scale" not in state_dict
+        super()._load_from_state_dict(state_dict, prefix, *args)
+        if absent and prefix + "input_scale" in missing_keys:
+            missing_keys.remove(prefix + "input_scale")
+            self.input_scale.fill_(1.0)
+
+    @property
+    def trained(self) -> bool:
+        """Whether the output layer has left its zero start (an untrained adaptor gives ``v_bar`` for every ``p``)."""
+        return bool(self.mlp[-1].weight.detach().abs().sum() > 0)
+
+    @torch.no_grad()
+    def set_input_scale(self, std: Tensor) -> None:
+        """Read parameters in units of ``std [k]`` (the basis' standard deviations). Only for an untrained
+        adaptor, whose output does not depend on the scale; a trained one keeps the scale it learned with."""
+        if self.trained:
+            raise ValueError("the LP-adaptor is already trained; changing its input scale would change its output")
+        # Components with (near) zero variance would turn float rounding of an edit's landmark round trip into
+        # large inputs: the scale is floored at 1 % of the largest std (real faces span about 3 % to 100 %).
+        self.input_scale.copy_(std.clamp_min(max(1e-2 * float(std.max()), 1e-8)).to(self.input_scale))
 
     @torch.no_grad()
     def set_latent_mean(self, latents: Tensor) -> None:
@@ -123,8 +157,8 @@ class LPAdaptor(nn.Module):
         self.latent_mean_ready.fill_(True)
 
     def residual(self, params: Tensor) -> Tensor:
-        """``d [B, w]``."""
-        return self.mlp(params)
+        """``d [B, w]`` for ``params [B, k]``."""
+        return self.mlp(params / self.input_scale.to(params.dtype))
 
     def forward(self, params: Tensor) -> Tensor:
         """``v_hat = v_bar + d`` for ``params [B, k]``."""

@@ -225,8 +225,7 @@ def load_preset(path: str | Path, name: str) -> dict[int, float]:
 def check_adaptor_trained(model: LPMM) -> None:
     """Refuse edits through an adaptor that never trained: its output layer starts at zero (``D(p) = v_bar`` for
     every ``p``), so every edit would silently return the same, unedited picture."""
-    last = model.adaptor.mlp[-1]
-    if not bool(last.weight.detach().abs().sum() > 0):
+    if not model.adaptor.trained:
         raise ValueError("this LPMM's LP-adaptor was never trained (its output layer is still zero, so every edit "
                          "renders the same picture); train it (`reenact fit --model lpmm`, stage 'adaptor', "
                          "model.adaptor_steps > 0) before editing")
