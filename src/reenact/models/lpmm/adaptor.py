@@ -105,8 +105,8 @@ class LPAdaptor(nn.Module):
     basis' per-component std, set with :meth:`set_input_scale` before training): the raw LP parameters are
     landmark displacements in frame units, std 0.004-0.12 over the 40 components, so a default-initialised first
     layer barely responds to them and the adaptor stayed near ``v_bar`` (measured on the quick benchmark's
-    LPMM: on most of the 20 latent components its output varied 10-100x less than the pose latents it has to
-    match). Dividing by a fixed ``sigma`` is a
+    LPMM, raw inputs: on 15 of the 20 latent components its output varied 10-500x less, over the 48 protocol
+    frames, than the pose latents it has to match). Dividing by a fixed ``sigma`` is a
     reparametrisation of the first layer (``W / sigma``), not a change of the function class of Eq. 2-4
     (``sigma`` is floored at 1 % of its largest entry).
     Checkpoints from before the scale load with ``input_scale = 1``, which is how they were trained.
