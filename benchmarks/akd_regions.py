@@ -28,10 +28,9 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import protocol_test_set, stamp, write  # noqa: E402
+from common import at_detail, protocol_test_set, stamp, write  # noqa: E402
 
 REGIONS = {"jaw": range(0, 17), "brows": range(17, 27), "nose": range(27, 36), "eyes": range(36, 48),
            "mouth": range(48, 68)}
@@ -70,7 +69,7 @@ def main() -> int:
     reason = backend.unavailable_reason()
     if reason:
         raise SystemExit(f"dlib landmarks unavailable: {reason}")
-    items = [item for item in protocol_test_set()]
+    items = list(protocol_test_set())
 
     def landmarks(frames: torch.Tensor) -> list[np.ndarray | None]:
         return detect_landmarks(backend, "dlib", to_uint8_frames(frames, EVAL_SIZE))
@@ -84,8 +83,7 @@ def main() -> int:
               for points in landmarks(item["source"][:1].expand_as(item["driving"]))]
     rows["copy-source"] = region_scores(copies, driving)
     for factor in (2, 4):  # the driving frame itself with detail no finer than factor x factor pixels
-        blurred = [points for item in items for points in landmarks(F.interpolate(
-            F.avg_pool2d(item["driving"], factor), scale_factor=factor, mode="bilinear", align_corners=False))]
+        blurred = [points for item in items for points in landmarks(at_detail(item["driving"], factor))]
         rows[f"driving, {factor} px detail"] = region_scores(blurred, driving)
     for name, path in checkpoints.items():
         model = load_from_checkpoint(path).eval()

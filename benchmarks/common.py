@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYOUTS = ROOT / "tests" / "data" / "official_state_dict_layouts.json"
@@ -73,3 +74,11 @@ def frame_l1_psnr(output: torch.Tensor, target: torch.Tensor) -> tuple[list[floa
     as the benchmark's ``l1`` and ``psnr`` metrics define them."""
     mse = ((output - target) ** 2).mean(dim=(1, 2, 3)).clamp_min(1e-10)
     return (output - target).abs().mean(dim=(1, 2, 3)).tolist(), (10 * torch.log10(1 / mse)).tolist()
+
+
+def at_detail(images: torch.Tensor, factor: int) -> torch.Tensor:
+    """``images [T, 3, H, W]`` average-pooled by ``factor`` and bilinearly upsampled back to ``H x W``."""
+    if factor == 1:
+        return images
+    pooled = F.avg_pool2d(images, factor)
+    return F.interpolate(pooled, size=images.shape[-2:], mode="bilinear", align_corners=False)

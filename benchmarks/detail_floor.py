@@ -25,20 +25,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import frame_l1_psnr, protocol_test_set, stamp, write  # noqa: E402
+from common import at_detail, frame_l1_psnr, protocol_test_set, stamp, write  # noqa: E402
 
 FACTORS = (1, 2, 4, 8)
-
-
-def at_detail(images: torch.Tensor, factor: int) -> torch.Tensor:
-    """``images [T, 3, H, W]`` average-pooled by ``factor`` and bilinearly upsampled back to ``H x W``."""
-    if factor == 1:
-        return images
-    pooled = F.avg_pool2d(images, factor)
-    return F.interpolate(pooled, size=images.shape[-2:], mode="bilinear", align_corners=False)
 
 
 def main() -> int:

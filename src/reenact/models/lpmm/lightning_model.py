@@ -281,17 +281,20 @@ class LPMM(ReenactmentModule):
                 self.fit_basis(landmarks)
             if pose is not None and not bool(self.pose_map.fitted):
                 self.fit_pose_map(landmarks, pose)
+        self.scale_to_basis()
+
+    @torch.no_grad()
+    def scale_to_basis(self) -> None:
+        """The regressor's outputs and (while it is untrained) the adaptor's inputs in units of the basis' std."""
         self.regressor.set_param_std(self.pca.std)
         if not self.adaptor.trained:
             self.adaptor.set_input_scale(self.pca.std)
 
     @torch.no_grad()
     def fit_basis(self, landmarks: torch.Tensor) -> None:
-        """Stage 1: fit the PCA to pixel landmarks ``[N, 68, 2]`` and scale the regressor's outputs to it."""
+        """Stage 1: fit the PCA to pixel landmarks ``[N, 68, 2]`` and scale the regressor and adaptor to it."""
         self.pca.fit_landmarks(landmarks.to(self.pca.mean.device), self.image_size)
-        self.regressor.set_param_std(self.pca.std)
-        if not self.adaptor.trained:
-            self.adaptor.set_input_scale(self.pca.std)
+        self.scale_to_basis()
 
     @torch.no_grad()
     def fit_pose_map(self, landmarks: torch.Tensor, pose: torch.Tensor) -> None:
